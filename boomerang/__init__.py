@@ -1,0 +1,1 @@
+"""Boomerang: a VoIP callback platform on Kamailio and rtpengine (shared foundation package)."""
