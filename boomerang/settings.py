@@ -16,10 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from boomerang.numbers import service_number
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = PROJECT_ROOT / "etc" / "boomerang.toml"
 ENV_PREFIX = "BOOMERANG_"
 CONFIG_ENV = "BOOMERANG_CONFIG"
+# Set by `boomerang run` for the services it starts: a pipe to report readiness on.
+READY_FD_ENV = "BOOMERANG_READY_FD"
 
 
 class SettingsError(ValueError):
@@ -52,7 +56,7 @@ class Settings:
     numbers_access_number: str
     numbers_sms_number: str
     security_secret_key: str
-    security_secret_key_file: Path
+    security_secret_key_file: Path | None
     paths_var_dir: Path
     log_level: str
 
@@ -60,7 +64,7 @@ class Settings:
         """The deployment's secret: configured, or generated once into secret_key_file."""
         if self.security_secret_key:
             return self.security_secret_key.encode()
-        path = self.security_secret_key_file
+        path = self.security_secret_key_file or self.paths_var_dir / "secret.key"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             # O_EXCL: when two processes start at once, one writes and the other reads its key.
@@ -131,13 +135,6 @@ def _sip_uri(value: Any) -> str:
     return uri
 
 
-def _digits(value: Any) -> str:
-    number = _text(value).strip()
-    if not number.isdigit() or not 3 <= len(number) <= 15:
-        raise ValueError("expected 3 to 15 digits")
-    return number
-
-
 def _database_url(value: Any) -> str:
     url = _nonempty(value).strip()
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
@@ -174,10 +171,10 @@ PARSERS: dict[tuple[str, str], Callable[[Any], Any]] = {
     ("portal", "listen"): _host_port,
     ("portal", "workers"): _integer(1, 64),
     ("carrier", "default_gateway"): _sip_uri,
-    ("numbers", "access_number"): _digits,
-    ("numbers", "sms_number"): _digits,
+    ("numbers", "access_number"): lambda value: service_number(_text(value)),
+    ("numbers", "sms_number"): lambda value: service_number(_text(value)),
     ("security", "secret_key"): _text,
-    ("security", "secret_key_file"): _path,
+    ("security", "secret_key_file"): lambda value: _path(value) if _text(value).strip() else None,
     ("paths", "var_dir"): _path,
     ("log", "level"): _log_level,
 }
@@ -218,7 +215,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
 
     known_env = {env_name(section, key): (section, key) for section, key in PARSERS}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name in (CONFIG_ENV, READY_FD_ENV):
             continue
         if name not in known_env:
             raise SettingsError(f"unknown setting in environment variable {name}")

@@ -17,17 +17,28 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _configure_sqlite)
+        event.listen(engine, "begin", _begin_immediate)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_recycle=3600)
+    # Money code takes explicit row locks; READ COMMITTED makes every read after a lock see the
+    # latest committed rows rather than a snapshot taken earlier in the transaction.
+    return create_engine(url, pool_pre_ping=True, pool_recycle=3600, isolation_level="READ COMMITTED")
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN instead of the driver's implicit deferred BEGIN.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")  # off by default in SQLite
     cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer across processes
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _begin_immediate(connection) -> None:
+    # A deferred transaction that reads and then writes fails with SQLITE_BUSY when another
+    # process wrote in between; taking the write lock up front makes concurrent writers queue.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -228,9 +228,7 @@ class Account(Base):
 
     tariff: Mapped[Tariff | None] = relationship(foreign_keys=[tariff_id])
     callback_tariff: Mapped[Tariff | None] = relationship(foreign_keys=[callback_tariff_id])
-    caller_ids: Mapped[list[AuthorizedCallerId]] = relationship(
-        back_populates="account", cascade="all, delete-orphan"
-    )
+    caller_ids: Mapped[list[AuthorizedCallerId]] = relationship(back_populates="account", cascade="all, delete-orphan")
 
 
 class AuthorizedCallerId(Base):

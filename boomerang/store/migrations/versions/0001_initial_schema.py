@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-26
 """
 
-from alembic import op
 import sqlalchemy as sa
-import boomerang.store.types
+from alembic import op
 
+import boomerang.store.types
 
 revision = "0001"
 down_revision = None
@@ -34,9 +34,7 @@ def upgrade() -> None:
         sa.Column("retry_attempts", sa.Integer(), nullable=False),
         sa.Column("retry_interval_seconds", sa.Integer(), nullable=False),
         sa.Column("created_at", boomerang.store.types.UTCDateTime(), nullable=False),
-        sa.CheckConstraint(
-            "callback_delay_seconds BETWEEN 0 AND 60", name=op.f("ck_access_numbers_callback_delay")
-        ),
+        sa.CheckConstraint("callback_delay_seconds BETWEEN 0 AND 60", name=op.f("ck_access_numbers_callback_delay")),
         sa.CheckConstraint("retry_attempts BETWEEN 0 AND 10", name=op.f("ck_access_numbers_retry_attempts")),
         sa.CheckConstraint("retry_interval_seconds >= 0", name=op.f("ck_access_numbers_retry_interval")),
         sa.CheckConstraint("ring_time_seconds BETWEEN 1 AND 60", name=op.f("ck_access_numbers_ring_time")),
@@ -156,9 +154,7 @@ def upgrade() -> None:
         sa.Column("rounding_digits", sa.Integer(), nullable=False),
         sa.Column("effective_from", boomerang.store.types.UTCDateTime(), nullable=False),
         sa.Column("created_at", boomerang.store.types.UTCDateTime(), nullable=False),
-        sa.CheckConstraint(
-            "initial_increment > 0 AND subsequent_increment > 0", name=op.f("ck_rates_increments")
-        ),
+        sa.CheckConstraint("initial_increment > 0 AND subsequent_increment > 0", name=op.f("ck_rates_increments")),
         sa.CheckConstraint("minimum_duration >= 0 AND grace_seconds >= 0", name=op.f("ck_rates_durations")),
         sa.CheckConstraint("price_per_minute >= 0 AND connect_fee >= 0", name=op.f("ck_rates_prices")),
         sa.CheckConstraint("rounding_digits BETWEEN 0 AND 6", name=op.f("ck_rates_rounding_digits")),
@@ -180,9 +176,7 @@ def upgrade() -> None:
         sa.Column("number", sa.String(length=15), nullable=False),
         sa.Column(
             "origin",
-            sa.Enum(
-                "manual", "pin", "sms", name="caller_id_origin", native_enum=False, create_constraint=True
-            ),
+            sa.Enum("manual", "pin", "sms", name="caller_id_origin", native_enum=False, create_constraint=True),
             nullable=False,
         ),
         sa.Column("created_at", boomerang.store.types.UTCDateTime(), nullable=False),
@@ -238,9 +232,7 @@ def upgrade() -> None:
             ["account_id", "requested_at"],
             unique=False,
         )
-        batch_op.create_index(
-            batch_op.f("ix_callback_sessions_state_due_at"), ["state", "due_at"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_callback_sessions_state_due_at"), ["state", "due_at"], unique=False)
 
     op.create_table(
         "ledger_entries",
@@ -275,9 +267,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("reference", name=op.f("uq_ledger_entries_reference")),
     )
     with op.batch_alter_table("ledger_entries", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_ledger_entries_account_id_id"), ["account_id", "id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_ledger_entries_account_id_id"), ["account_id", "id"], unique=False)
 
     op.create_table(
         "sms_messages",
@@ -289,9 +279,7 @@ def upgrade() -> None:
         ),
         sa.Column(
             "channel",
-            sa.Enum(
-                "sip", "kannel", "webhook", name="sms_channel", native_enum=False, create_constraint=True
-            ),
+            sa.Enum("sip", "kannel", "webhook", name="sms_channel", native_enum=False, create_constraint=True),
             nullable=False,
         ),
         sa.Column("gateway_id", sa.Integer(), nullable=True),
@@ -394,9 +382,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_call_legs")),
-        sa.UniqueConstraint(
-            "session_id", "role", "sequence", name=op.f("uq_call_legs_session_id_role_sequence")
-        ),
+        sa.UniqueConstraint("session_id", "role", "sequence", name=op.f("uq_call_legs_session_id_role_sequence")),
         sa.UniqueConstraint("sip_call_id", name=op.f("uq_call_legs_sip_call_id")),
     )
     op.create_table(
@@ -429,9 +415,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["leg_id"], ["call_legs.id"], name=op.f("fk_cdrs_leg_id_call_legs"), ondelete="RESTRICT"
         ),
-        sa.ForeignKeyConstraint(
-            ["rate_id"], ["rates.id"], name=op.f("fk_cdrs_rate_id_rates"), ondelete="SET NULL"
-        ),
+        sa.ForeignKeyConstraint(["rate_id"], ["rates.id"], name=op.f("fk_cdrs_rate_id_rates"), ondelete="SET NULL"),
         sa.ForeignKeyConstraint(
             ["session_id"],
             ["callback_sessions.id"],
@@ -442,9 +426,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("leg_id", name=op.f("uq_cdrs_leg_id")),
     )
     with op.batch_alter_table("cdrs", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_cdrs_account_id_answer_time"), ["account_id", "answer_time"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_cdrs_account_id_answer_time"), ["account_id", "answer_time"], unique=False)
 
     op.create_table(
         "leg_events",

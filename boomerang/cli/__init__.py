@@ -1,0 +1,1 @@
+"""The `boomerang` command: provisioning, database maintenance and running the platform."""

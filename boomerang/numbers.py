@@ -1,0 +1,40 @@
+"""Telephone numbers: parsing what people type into E.164 digits (no "+")."""
+
+from __future__ import annotations
+
+E164_MAX_DIGITS = 15
+E164_MIN_DIGITS = 6
+_SEPARATORS = str.maketrans("", "", " -.()/\t")
+
+
+class InvalidNumber(ValueError):
+    """Text that is not a telephone number we can dial or store."""
+
+
+def to_e164(text: str) -> str:
+    """'+44 7700 900123', '0044 7700900123' or '447700900123' -> '447700900123'.
+
+    National numbers (leading single 0) are refused here: reading them needs the account's country.
+    """
+    raw = text.strip().translate(_SEPARATORS)
+    if raw.startswith("+"):
+        digits = raw[1:]
+    elif raw.startswith("00"):
+        digits = raw[2:]
+    else:
+        digits = raw
+    if not digits.isdigit():
+        raise InvalidNumber(f"{text!r} is not a telephone number")
+    if digits.startswith("0"):
+        raise InvalidNumber(f"{text!r} is not in international format (+<country code><number>)")
+    if not E164_MIN_DIGITS <= len(digits) <= E164_MAX_DIGITS:
+        raise InvalidNumber(f"{text!r} must have {E164_MIN_DIGITS} to {E164_MAX_DIGITS} digits")
+    return digits
+
+
+def service_number(text: str) -> str:
+    """A number of our own (access or SMS number): plain digits, short codes allowed."""
+    digits = text.strip()
+    if not digits.isdigit() or not 3 <= len(digits) <= E164_MAX_DIGITS:
+        raise InvalidNumber(f"{text!r} must be 3 to {E164_MAX_DIGITS} digits")
+    return digits

@@ -1,0 +1,278 @@
+"""`boomerang run`: prepare the database, start every service, watch them, stop them all together.
+
+Each service runs in its own process group (Kamailio and gunicorn fork workers), so stopping a
+group leaves nothing behind; the services also get SIGTERM if the supervisor itself dies.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from sqlalchemy.exc import OperationalError
+
+from boomerang import demo, probes, services
+from boomerang.services import Endpoint, Service
+from boomerang.settings import READY_FD_ENV, Settings, env_name
+from boomerang.store import make_engine, migrate, session_factory, transaction
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+class StartupError(Exception):
+    """The platform cannot start; the message is one line naming the problem."""
+
+
+class Shutdown(Exception):
+    """SIGTERM, SIGHUP or SIGINT asked us to stop."""
+
+
+@dataclass
+class Running:
+    service: Service
+    process: subprocess.Popen
+    ready_fd: int | None = None  # read end of the readiness pipe
+
+
+def _prctl(option: int, value: int) -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec: the kernel sends SIGTERM if the supervisor dies.
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def check_endpoints(settings: Settings, service_list: list[Service]) -> None:
+    """Every socket the services will open must be distinct and free: fail early, naming it."""
+    seen: dict[tuple[str, str, int], str] = {}
+    for service in service_list:
+        for endpoint in service.endpoints:
+            key = (endpoint.transport, endpoint.address.host, endpoint.address.port)
+            if key in seen and seen[key] != endpoint.setting:
+                raise StartupError(
+                    f"{endpoint.setting} and {seen[key]} both use {endpoint.transport} port "
+                    f"{endpoint.address.port} on {endpoint.address.host}: give each its own port"
+                )
+            seen[key] = endpoint.setting
+            _check_free(endpoint)
+
+
+def _check_free(endpoint: Endpoint) -> None:
+    kind = socket.SOCK_DGRAM if endpoint.transport == "udp" else socket.SOCK_STREAM
+    family = socket.AF_INET6 if ":" in endpoint.address.host else socket.AF_INET
+    with socket.socket(family, kind) as sock:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: ignore TIME_WAIT
+        try:
+            sock.bind((endpoint.address.host, endpoint.address.port))
+        except OSError as exc:
+            section, key = endpoint.setting.split(".")
+            if exc.errno == errno.EADDRINUSE:
+                problem = "is already in use"
+            elif exc.errno == errno.EADDRNOTAVAIL:
+                problem = "is not an address of this machine"
+            else:
+                problem = f"cannot be used ({exc.strerror})"
+            raise StartupError(
+                f"{endpoint.transport} port {endpoint.address.port} on {endpoint.address.host} {problem} "
+                f"({endpoint.setting}): free it or set {env_name(section, key)}"
+            ) from None
+
+
+def prepare_database(settings: Settings, out: TextIO) -> None:
+    """Migrate to the current schema; load the demo data into an empty database."""
+    try:
+        migrate.upgrade(settings.database_url)
+        engine = make_engine(settings.database_url)
+        try:
+            with transaction(session_factory(engine)) as session:
+                if demo.is_empty(session):
+                    demo.load(session, settings)
+                    print("database: empty, demo data loaded (demo-only logins: demo/demo, admin/admin)", file=out)
+        finally:
+            engine.dispose()
+    except OperationalError as exc:
+        raise StartupError(f"cannot use the database (database.url): {exc.orig}") from None
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, out: TextIO = sys.stdout):
+        self.settings = settings
+        self.out = out
+        self.running: list[Running] = []
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start everything, wait for a stop signal or a service failure, stop everything."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+        # Workers whose parent exits first are re-parented to us, so we can reap them.
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        try:
+            service_list = services.all_services(self.settings)
+            check_endpoints(self.settings, service_list)
+            for path in (services.runtime_dir(self.settings), services.log_dir(self.settings)):
+                path.mkdir(parents=True, exist_ok=True)
+            prepare_database(self.settings, self.out)
+            for service in service_list:
+                self._start(service)
+            print(f"all services up; logs in {services.log_dir(self.settings)}; Ctrl-C stops them", file=self.out)
+            self.out.flush()
+            return self._watch()
+        except Shutdown:
+            return 0
+        finally:
+            self.stop_all()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum, frame) -> None:
+        raise Shutdown(signal.Signals(signum).name)
+
+    def _watch(self) -> int:
+        while True:
+            for item in self.running:
+                code = item.process.poll()
+                if code is not None:
+                    print(
+                        f"{item.service.name} stopped unexpectedly (exit code {code}); stopping the platform. "
+                        f"See {self._log_path(item.service)}",
+                        file=sys.stderr,
+                    )
+                    return 1
+            time.sleep(0.5)
+
+    # --- one service -----------------------------------------------------------------------------
+
+    def _log_path(self, service: Service):
+        return services.log_dir(self.settings) / f"{service.name}.log"
+
+    def _start(self, service: Service) -> None:
+        env = services.child_environment(service.env)
+        pass_fds: tuple[int, ...] = ()
+        ready_read = None
+        if service.uses_ready_pipe:
+            ready_read, ready_write = os.pipe()
+            env[READY_FD_ENV] = str(ready_write)
+            pass_fds = (ready_write,)
+        with open(self._log_path(service), "ab") as log:
+            try:
+                process = subprocess.Popen(
+                    service.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    pass_fds=pass_fds,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
+            except FileNotFoundError:
+                raise StartupError(
+                    f"{service.argv[0]} is not installed (needed for {service.name}): `make run` installs it"
+                ) from None
+            finally:
+                for fd in pass_fds:
+                    os.close(fd)
+        item = Running(service, process, ready_read)
+        self.running.append(item)
+        self._wait_ready(item)
+        print(f"{service.name:<10} pid {process.pid:<7} {service.description}", file=self.out)
+        self.out.flush()
+
+    def _wait_ready(self, item: Running) -> None:
+        check = self._readiness_check(item)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if item.process.poll() is not None:
+                raise StartupError(
+                    f"{item.service.name} exited during start-up (code {item.process.returncode}); "
+                    f"see {self._log_path(item.service)}"
+                )
+            if check():
+                return
+            time.sleep(0.1)
+        raise StartupError(
+            f"{item.service.name} did not become ready within {START_TIMEOUT:.0f} s; see {self._log_path(item.service)}"
+        )
+
+    def _readiness_check(self, item: Running) -> Callable[[], bool]:
+        settings = self.settings
+        name = item.service.name
+        if item.ready_fd is not None:
+            os.set_blocking(item.ready_fd, False)
+            return lambda: _read_ready(item.ready_fd)
+        if name == "rtpengine":
+            return lambda: probes.rtpengine_ping(settings.rtpengine_ng_listen, timeout=0.3)
+        if name == "kamailio":
+            return lambda: probes.sip_options(settings.sip_listen, timeout=0.3) == 200
+        if name == "portal":
+            return lambda: probes.http_get(settings.portal_listen, "/api/health", timeout=0.5) == 200
+        raise ValueError(f"no readiness check for {name}")
+
+    # --- stopping --------------------------------------------------------------------------------
+
+    def stop_all(self) -> None:
+        """Stop in reverse start order: the portal and controller before the SIP and media engines."""
+        for item in reversed(self.running):
+            _stop_group(item.process)
+            if item.ready_fd is not None:
+                os.close(item.ready_fd)
+        if self.running:
+            print("all services stopped", file=self.out)
+        self.running.clear()
+
+
+def _read_ready(fd: int) -> bool:
+    try:
+        return b"ready" in os.read(fd, 64)
+    except BlockingIOError:
+        return False
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM the service's whole process group, then SIGKILL what is left after the timeout."""
+    group = process.pid  # start_new_session made the service its group's leader
+    try:
+        os.killpg(group, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pass
+    # Workers of the group may outlive their leader for a moment; wait for them, then insist.
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline and _group_alive(group):
+        time.sleep(0.05)
+    if _group_alive(group):
+        os.killpg(group, signal.SIGKILL)
+    process.wait()
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        while os.waitpid(-group, os.WNOHANG)[0] > 0:
+            pass  # reap the group's exited workers (re-parented to us), or they would linger as zombies
+    except ChildProcessError:
+        pass
+    try:
+        os.killpg(group, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True

@@ -1,0 +1,1 @@
+"""The call controller: places callbacks and runs their call flows over Kamailio and rtpengine."""

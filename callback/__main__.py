@@ -1,0 +1,3 @@
+from callback.service import main
+
+raise SystemExit(main())

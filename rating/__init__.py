@@ -1,0 +1,1 @@
+"""The rating engine: tariffs and rates, the money ledger, credit control and CDR rating."""

@@ -1,0 +1,84 @@
+"""The money ledger: the only way an account's balance changes.
+
+Each change is an append-only entry with a unique reference. Posting a reference that already
+exists changes nothing and returns the earlier entry, so retrying a top-up or charging the same
+CDR twice moves money once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from boomerang.store.models import Account, LedgerEntry, LedgerKind
+
+
+class LedgerError(ValueError):
+    """An entry that must not be posted (wrong sign, unknown account, reference clash)."""
+
+
+@dataclass(frozen=True)
+class Posting:
+    entry: LedgerEntry
+    created: bool  # False: the reference existed and nothing changed
+
+
+_SIGN_RULES = {
+    LedgerKind.TOPUP: (lambda amount: amount > 0, "a top-up must be positive"),
+    LedgerKind.REFUND: (lambda amount: amount > 0, "a refund must be positive"),
+    LedgerKind.CHARGE: (lambda amount: amount < 0, "a charge must be negative"),
+    LedgerKind.ADJUSTMENT: (lambda amount: amount != 0, "an adjustment must not be zero"),
+}
+
+
+def post(
+    session: Session,
+    account_id: int,
+    kind: LedgerKind,
+    amount: Decimal,
+    reference: str,
+    description: str = "",
+    created_by: str = "",
+) -> Posting:
+    """Apply `amount` (signed: positive credits) to the account, once per reference."""
+    if not isinstance(amount, Decimal):
+        raise LedgerError(f"amount must be a Decimal, not {type(amount).__name__}")
+    valid, rule = _SIGN_RULES[kind]
+    if not valid(amount):
+        raise LedgerError(rule)
+    if not reference or len(reference) > 128:
+        raise LedgerError("a ledger reference is 1 to 128 characters")
+
+    # Lock the account row first: postings to one account are serialised, so the reference check
+    # below cannot race with a concurrent posting of the same reference to the same account.
+    account = session.execute(select(Account).where(Account.id == account_id).with_for_update()).scalar_one_or_none()
+    if account is None:
+        raise LedgerError(f"no account with id {account_id}")
+    existing = session.execute(select(LedgerEntry).where(LedgerEntry.reference == reference)).scalar_one_or_none()
+    if existing is not None:
+        if existing.account_id != account_id or existing.kind != kind or existing.amount != amount:
+            raise LedgerError(f"reference {reference!r} was already used for a different entry")
+        return Posting(existing, created=False)
+
+    account.balance = account.balance + amount
+    entry = LedgerEntry(
+        account_id=account_id,
+        kind=kind,
+        amount=amount,
+        balance_after=account.balance,
+        reference=reference,
+        description=description,
+        created_by=created_by,
+    )
+    session.add(entry)
+    session.flush()
+    return Posting(entry, created=True)
+
+
+def entries(session: Session, account_id: int, limit: int = 100) -> list[LedgerEntry]:
+    """The account's most recent entries, newest first."""
+    query = select(LedgerEntry).where(LedgerEntry.account_id == account_id).order_by(LedgerEntry.id.desc())
+    return list(session.execute(query.limit(limit)).scalars())
