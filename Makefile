@@ -1,0 +1,24 @@
+# Boomerang: the two commands that matter are `make run` and `make test` (see README.md).
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+
+.PHONY: run test lint deps
+
+## run: install what is missing, then start the whole platform (Ctrl-C stops it)
+run:
+	@scripts/bootstrap.sh run
+	$(VENV)/bin/boomerang run
+
+## test: install what is missing (MariaDB included), then run the whole test suite
+test:
+	@scripts/bootstrap.sh test
+	@url=$$(scripts/ensure-mariadb.sh) && TEST_MARIADB_URL="$$url" $(VENV)/bin/pytest $(PYTEST_ARGS)
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+## lint: style checks only
+lint:
+	@scripts/bootstrap.sh test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
