@@ -23,7 +23,7 @@ def to_e164(text: str) -> str:
         digits = raw[2:]
     else:
         digits = raw
-    if not digits.isdigit():
+    if not (digits.isascii() and digits.isdigit()):  # str.isdigit() also takes '²' and '٤'
         raise InvalidNumber(f"{text!r} is not a telephone number")
     if digits.startswith("0"):
         raise InvalidNumber(f"{text!r} is not in international format (+<country code><number>)")
@@ -35,6 +35,6 @@ def to_e164(text: str) -> str:
 def service_number(text: str) -> str:
     """A number of our own (access or SMS number): plain digits, short codes allowed."""
     digits = text.strip()
-    if not digits.isdigit() or not 3 <= len(digits) <= E164_MAX_DIGITS:
+    if not (digits.isascii() and digits.isdigit()) or not 3 <= len(digits) <= E164_MAX_DIGITS:
         raise InvalidNumber(f"{text!r} must be 3 to {E164_MAX_DIGITS} digits")
     return digits

@@ -56,6 +56,9 @@ _LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{1,63}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _LANGUAGE = re.compile(r"[a-z]{2}(-[A-Z]{2})?")
 _COUNTRY_CODE = re.compile(r"[1-9][0-9]{0,2}")
+# Money columns hold micro-units in a signed 64-bit integer (about 9.2e12 units): typed amounts stay
+# well below, so a balance cannot overflow either.
+MAX_AMOUNT = Decimal(10) ** 12
 
 
 def parse_amount(text: str, *, allow_negative: bool = False) -> Decimal:
@@ -66,6 +69,8 @@ def parse_amount(text: str, *, allow_negative: bool = False) -> Decimal:
         raise InvalidInput(f"{text!r} is not an amount") from None
     if not amount.is_finite():
         raise InvalidInput(f"{text!r} is not an amount")
+    if abs(amount) >= MAX_AMOUNT:
+        raise InvalidInput(f"{text!r} is too large (amounts are below {MAX_AMOUNT:f})")
     if amount != amount.quantize(Decimal(1).scaleb(-MONEY_DECIMALS)):
         raise InvalidInput(f"{text!r} has more than {MONEY_DECIMALS} decimals")
     if amount < 0 and not allow_negative:
@@ -192,6 +197,10 @@ def top_up(
     account = get_account(session, login)
     if amount <= 0:
         raise InvalidInput("a top-up must be a positive amount")
+    if reference is not None and len(reference) > 128:
+        raise InvalidInput("a top-up reference is at most 128 characters")
+    if len(note) > 255:
+        raise InvalidInput("a top-up note is at most 255 characters")
     reference = reference or f"topup:{uuid.uuid4()}"
     try:
         return ledger.post(session, account.id, LedgerKind.TOPUP, amount, reference, note or "top-up", by)
@@ -243,6 +252,8 @@ def caller_ids(session: Session, login: str) -> list[AuthorizedCallerId]:
 def create_tariff(session: Session, name: str, currency: str, description: str = "") -> Tariff:
     if not 1 <= len(name) <= 64:
         raise InvalidInput("a tariff name is 1 to 64 characters")
+    if len(description) > 255:
+        raise InvalidInput("a tariff description is at most 255 characters")
     _check(_CURRENCY, currency, "currency (three capital letters, e.g. USD)")
     if session.execute(select(Tariff.id).where(Tariff.name == name)).first():
         raise Conflict(f"a tariff {name!r} already exists")
@@ -294,13 +305,15 @@ class GatewaySpec:
 def add_gateway(session: Session, spec: GatewaySpec) -> Gateway:
     if not 1 <= len(spec.name) <= 64:
         raise InvalidInput("a gateway name is 1 to 64 characters")
-    if not re.fullmatch(r"sips?:[^\s@]*@?[A-Za-z0-9.\-\[\]:]+(;[^\s]*)?", spec.uri):
+    if len(spec.uri) > 255 or not re.fullmatch(r"sips?:[^\s@]*@?[A-Za-z0-9.\-\[\]:]+(;[^\s]*)?", spec.uri):
         raise InvalidInput(f"{spec.uri!r} is not a SIP URI such as sip:192.0.2.10:5060")
     if spec.trusted_source is not None:
         try:
             spec.trusted_source = str(ipaddress.ip_network(spec.trusted_source, strict=False))
         except ValueError:
             raise InvalidInput(f"{spec.trusted_source!r} is not an IP address or network") from None
+    if not 0 <= spec.priority <= 1000:
+        raise InvalidInput("the priority must be between 0 and 1000")
     if not 0 <= spec.strip_digits <= 15:
         raise InvalidInput("strip digits must be between 0 and 15")
     if spec.add_prefix and not re.fullmatch(r"[0-9*#+]{1,16}", spec.add_prefix):
@@ -350,6 +363,8 @@ def add_access_number(session: Session, spec: AccessNumberSpec) -> AccessNumber:
     except InvalidNumber as exc:
         raise InvalidInput(str(exc)) from None
     _check(_LANGUAGE, spec.language, "language (e.g. en or pt-BR)")
+    if len(spec.label) > 100:
+        raise InvalidInput("an access number label is at most 100 characters")
     if not 1 <= spec.ring_time_seconds <= 60:
         raise InvalidInput("the ring time must be between 1 and 60 seconds")
     if not 3 <= spec.callback_delay_seconds <= 6:

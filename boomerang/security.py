@@ -39,7 +39,7 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 
 def check_pin(pin: str) -> str:
-    if not pin.isdigit() or not PIN_MIN_DIGITS <= len(pin) <= PIN_MAX_DIGITS:
+    if not (pin.isascii() and pin.isdigit()) or not PIN_MIN_DIGITS <= len(pin) <= PIN_MAX_DIGITS:
         raise CredentialError(f"a PIN is {PIN_MIN_DIGITS} to {PIN_MAX_DIGITS} digits")
     return pin
 

@@ -124,11 +124,10 @@ class Supervisor:
         try:
             service_list = services.all_services(self.settings)
             check_endpoints(self.settings, service_list)
-            for path in (services.runtime_dir(self.settings), services.log_dir(self.settings)):
-                path.mkdir(parents=True, exist_ok=True)
+            self.prepare_directories()
             prepare_database(self.settings, self.out)
             for service in service_list:
-                self._start(service)
+                self.start(service)
             print(f"all services up; logs in {services.log_dir(self.settings)}; Ctrl-C stops them", file=self.out)
             self.out.flush()
             return self._watch()
@@ -138,6 +137,10 @@ class Supervisor:
             self.stop_all()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def prepare_directories(self) -> None:
+        for path in (services.runtime_dir(self.settings), services.log_dir(self.settings)):
+            path.mkdir(parents=True, exist_ok=True)
 
     def _on_signal(self, signum, frame) -> None:
         raise Shutdown(signal.Signals(signum).name)
@@ -160,7 +163,8 @@ class Supervisor:
     def _log_path(self, service: Service):
         return services.log_dir(self.settings) / f"{service.name}.log"
 
-    def _start(self, service: Service) -> None:
+    def start(self, service: Service) -> None:
+        """Start one service and wait until it answers on its own protocol."""
         env = services.child_environment(service.env)
         pass_fds: tuple[int, ...] = ()
         ready_read = None

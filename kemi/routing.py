@@ -60,7 +60,7 @@ class KamailioRouting:
         """Keepalive probes (OPTIONS to the platform itself) get 200 with what we accept."""
         if not KSR.is_OPTIONS() or not KSR.is_myself_ruri() or KSR.corex.has_ruri_user() > 0:
             return 1
-        KSR.hdr.append("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO\r\n")
+        KSR.hdr.append_to_reply("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO\r\n")
         KSR.sl.sl_send_reply(200, "OK")
         return EXIT
 

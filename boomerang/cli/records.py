@@ -7,7 +7,7 @@ from boomerang.cli.context import CommandContext
 
 
 def _limit(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 100000:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 100000:
         raise provisioning.InvalidInput(f"--limit {text!r}: expected 1 to 100000")
     return int(text)
 

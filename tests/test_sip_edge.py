@@ -1,0 +1,92 @@
+"""The SIP edge as it runs: a real Kamailio with the KEMI script, real rtpengine, sipp as the peer."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import time
+
+import pytest
+
+from boomerang import probes, services
+from boomerang.supervisor import Supervisor
+from callback.evapi import KamailioChannel
+from callback.ng import NgClient
+from tests.conftest import make_settings
+from tests.servicekit import service_ports, sipp
+
+pytestmark = pytest.mark.sip
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory):
+    """rtpengine and Kamailio started exactly as `boomerang run` starts them, on free ports."""
+    tmp_path = tmp_path_factory.mktemp("edge")
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'edge.db'}", **service_ports())
+    supervisor = Supervisor(settings, out=io.StringIO())
+    supervisor.prepare_directories()
+    try:
+        supervisor.start(services.rtpengine(settings))
+        supervisor.start(services.kamailio(settings))
+        yield settings
+    finally:
+        supervisor.stop_all()
+
+
+def test_options_to_the_platform_gets_200_with_allow(edge):
+    result = sipp("options.xml", edge.sip_listen)
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_an_invite_from_an_untrusted_source_is_refused_not_relayed(edge):
+    result = sipp("invite_refused.xml", edge.sip_listen, "-s", "447700900123")
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_malformed_sip_does_not_stop_kamailio(edge):
+    garbage = [
+        b"\x00\xff" * 300,
+        b"INVITE sip:x SIP/2.0\r\nVia: nonsense\r\n\r\n",
+        b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nContent-Length: 99999\r\n\r\nshort",
+        b"SIP/2.0 200 OK\r\n\r\n",
+        b"\r\n\r\n",
+    ]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for datagram in garbage:
+            sock.sendto(datagram, (edge.sip_listen.host, edge.sip_listen.port))
+    with socket.create_connection((edge.sip_listen.host, edge.sip_listen.port)) as stream:
+        stream.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"A" * 70000)
+    time.sleep(0.2)
+    assert probes.sip_options(edge.sip_listen) == 200
+    assert sipp("options.xml", edge.sip_listen).returncode == 0
+
+
+def test_the_controller_channel_round_trips_through_kamailio(edge):
+    async def exchange():
+        channel = KamailioChannel(edge.controller_evapi_listen)
+        task = asyncio.create_task(channel.run())
+        try:
+            await asyncio.wait_for(channel.connected.wait(), 5)
+            return [await channel.ping() for _ in range(3)]
+        finally:
+            task.cancel()
+
+    round_trips = asyncio.run(exchange())
+    assert len(round_trips) == 3 and all(seconds < 2.0 for seconds in round_trips)
+
+
+def test_rtpengine_answers_the_controller_over_tcp_ng(edge):
+    async def exchange():
+        client = NgClient(edge.rtpengine_ng_tcp_listen)
+        task = asyncio.create_task(client.run())
+        try:
+            await asyncio.wait_for(client.connected.wait(), 5)
+            pings = await asyncio.gather(*(client.request("ping") for _ in range(5)))
+            with pytest.raises(Exception, match="rtpengine refused"):
+                await client.request("query", **{"call-id": "no-such-call"})
+            return pings
+        finally:
+            task.cancel()
+
+    assert asyncio.run(exchange()) == [{"result": "pong"}] * 5
