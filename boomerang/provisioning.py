@@ -305,7 +305,9 @@ class GatewaySpec:
 def add_gateway(session: Session, spec: GatewaySpec) -> Gateway:
     if not 1 <= len(spec.name) <= 64:
         raise InvalidInput("a gateway name is 1 to 64 characters")
-    if len(spec.uri) > 255 or not re.fullmatch(r"sips?:[^\s@]*@?[A-Za-z0-9.\-\[\]:]+(;[^\s]*)?", spec.uri):
+    if len(spec.uri) > 255:
+        raise InvalidInput("a gateway URI is at most 255 characters")
+    if not re.fullmatch(r"sips?:[^\s@]*@?[A-Za-z0-9.\-\[\]:]+(;[^\s]*)?", spec.uri):
         raise InvalidInput(f"{spec.uri!r} is not a SIP URI such as sip:192.0.2.10:5060")
     if spec.trusted_source is not None:
         try:

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from boomerang.numbers import service_number
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -143,7 +146,22 @@ def _database_url(value: Any) -> str:
             url = "sqlite:///" + str(PROJECT_ROOT / relative)
     elif not url.startswith(("sqlite:", "mysql+pymysql://", "mariadb+pymysql://")):
         raise ValueError("expected sqlite:///path or mysql+pymysql://user:password@host:port/database")
+    try:
+        make_url(url)  # as the engine will: a bad port or a garbled URL is reported here, not later
+    except (ArgumentError, ValueError):
+        raise ValueError("not a valid URL (e.g. a port that is not a number)") from None
     return url
+
+
+def _without_password(value: Any) -> Any:
+    """A database URL as it may be shown in an error: the password replaced by ***."""
+    if not isinstance(value, str):
+        return value
+    scheme, sep, rest = value.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return value
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
 def _path(value: Any) -> Path:
@@ -229,7 +247,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         try:
             values[f"{section}_{key}"] = parse(value)
         except ValueError as exc:
-            raise SettingsError(f"{section}.{key} = {value!r} (from {origin}): {exc}") from None
+            shown = _without_password(value) if (section, key) == ("database", "url") else value
+            raise SettingsError(f"{section}.{key} = {shown!r} (from {origin}): {exc}") from None
 
     settings = Settings(**values)
     if settings.rtpengine_port_min + 3 > settings.rtpengine_port_max:

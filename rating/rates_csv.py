@@ -77,7 +77,7 @@ def _money(text: str) -> Decimal:
 
 def _seconds(low: int, high: int):
     def parse(text: str) -> int:
-        if not text.isdigit() or not low <= int(text) <= high:
+        if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
             raise ValueError(f"{text!r} must be a whole number from {low} to {high}")
         return int(text)
 
@@ -85,7 +85,7 @@ def _seconds(low: int, high: int):
 
 
 def _prefix(text: str) -> str:
-    if not text.isdigit() or len(text) > 15:
+    if not (text.isascii() and text.isdigit()) or len(text) > 15:
         raise ValueError(f"{text!r} must be 1 to 15 digits")
     return text
 
@@ -129,6 +129,13 @@ _PARSERS = {
 def parse(text: str) -> list[RateRow]:
     """Every row of the file, or RatesCsvError listing each bad line."""
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    try:
+        return _parse_rows(reader)
+    except csv.Error as exc:  # text the csv module cannot read, e.g. a field over its size limit
+        raise RatesCsvError([f"line {reader.line_num}: {exc}"]) from None
+
+
+def _parse_rows(reader) -> list[RateRow]:
     header = [name.strip().lower() for name in next(reader, [])]
     if not header:
         raise RatesCsvError(["line 1: the file is empty; a header row is required"])

@@ -42,7 +42,9 @@ def service_ports() -> dict[str, str]:
     }
 
 
-def sipp(scenario: str, target: HostPort, *args: str, calls: int = 1, timeout: float = 20) -> subprocess.CompletedProcess:
+def sipp(
+    scenario: str, target: HostPort, *args: str, calls: int = 1, timeout: float = 20
+) -> subprocess.CompletedProcess:
     """Run a sipp scenario from tests/sipp against target; sipp exits 0 only if every call passed."""
     command = [
         "sipp",

@@ -38,7 +38,12 @@ def address(env: dict[str, str], name: str) -> HostPort:
 
 def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
-        argv, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        argv,
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
 

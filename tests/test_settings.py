@@ -94,3 +94,10 @@ def test_configured_secret_key_wins(tmp_path):
     settings = load({"BOOMERANG_PATHS_VAR_DIR": str(tmp_path), "BOOMERANG_SECURITY_SECRET_KEY": "k" * 40})
     assert settings.secret_key() == b"k" * 40
     assert not (tmp_path / "secret.key").exists()
+
+
+def test_a_database_url_error_does_not_show_the_password():
+    with pytest.raises(SettingsError) as error:
+        load({"BOOMERANG_DATABASE_URL": "mysql+pymysql://boomerang:s3cret@127.0.0.1:notaport/db"})
+    assert "s3cret" not in str(error.value)
+    assert "boomerang:***@127.0.0.1:notaport/db" in str(error.value)

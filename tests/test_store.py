@@ -114,9 +114,11 @@ def test_the_database_refuses_values_outside_an_enumeration(db):
     # SQLite reports an integrity error, MariaDB an operational one (4025): both name the constraint.
     with pytest.raises(DBAPIError, match="ck_accounts_role"), transaction(db) as session:
         session.execute(
-            text("INSERT INTO accounts (login, role, status, currency, balance, credit_limit, language, "
-                 "max_concurrent_calls, created_at, updated_at) VALUES ('x', 'root', 'active', 'USD', 0, 0, "
-                 "'en', 1, '2027-01-01 00:00:00', '2027-01-01 00:00:00')")
+            text(
+                "INSERT INTO accounts (login, role, status, currency, balance, credit_limit, language, "
+                "max_concurrent_calls, created_at, updated_at) VALUES ('x', 'root', 'active', 'USD', 0, 0, "
+                "'en', 1, '2027-01-01 00:00:00', '2027-01-01 00:00:00')"
+            )
         )
 
 
@@ -134,3 +136,16 @@ def test_a_leg_keeps_its_status_timeline_in_order(db):
     with transaction(db) as session:
         timeline = [event.status for event in session.get(CallLeg, leg_id).events]
     assert timeline == [LegStatus.DIALING, LegStatus.RINGING, LegStatus.ANSWERED, LegStatus.ENDED]
+
+
+def test_keys_compare_exactly_on_every_database(db):
+    """Case and trailing spaces count in ledger references and logins, on MariaDB as on SQLite."""
+    with transaction(db) as session:
+        _account(session, "demo")
+        _account(session, "Demo")
+        _account(session, "demo ")
+    with transaction(db) as session:
+        found = session.execute(select(Account.login).where(Account.login == "DEMO")).scalars().all()
+        logins = sorted(session.execute(select(Account.login)).scalars())
+    assert found == []
+    assert logins == ["Demo", "demo", "demo "]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from alembic.util import CommandError
 from sqlalchemy.exc import OperationalError
 
 from boomerang import demo
 from boomerang.cli.context import CommandContext, DatabaseNotReady
-from boomerang.provisioning import Conflict
+from boomerang.provisioning import Conflict, InvalidInput
 from boomerang.store import migrate
 
 
@@ -36,7 +37,10 @@ def upgrade(args, ctx: CommandContext) -> int:
 
 
 def downgrade(args, ctx: CommandContext) -> int:
-    _migrating(migrate.downgrade, ctx.settings.database_url, args.revision)
+    try:
+        _migrating(migrate.downgrade, ctx.settings.database_url, args.revision)
+    except CommandError as exc:  # a revision that does not exist or is not below the current one
+        raise InvalidInput(f"cannot downgrade to {args.revision!r}: {exc}") from None
     print(f"schema at {migrate.current_revision(ctx.engine) or 'base'}", file=ctx.out)
     return 0
 

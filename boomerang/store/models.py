@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from boomerang.store.types import Money, UTCDateTime, utcnow
@@ -38,6 +39,15 @@ NAMING_CONVENTION = {
 }
 
 E164 = String(15)
+
+
+def Key(length: int) -> String:  # noqa: N802  (used like the type it returns)
+    """A string compared exactly: case, accents and trailing spaces count, on every database.
+
+    MariaDB's default collations compare case-insensitively and ignore trailing spaces, which would
+    make "Ref-1" and "ref-1 " the same ledger reference there but not on SQLite.
+    """
+    return String(length).with_variant(mysql.VARCHAR(length, collation="utf8mb4_nopad_bin"), "mysql", "mariadb")
 
 
 class Base(DeclarativeBase):
@@ -155,7 +165,7 @@ class Tariff(Base):
     __tablename__ = "tariffs"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(Key(64), unique=True)
     currency: Mapped[str] = mapped_column(String(3))
     description: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -205,11 +215,11 @@ class Account(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    login: Mapped[str] = mapped_column(String(64), unique=True)
+    login: Mapped[str] = mapped_column(Key(64), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(255))  # argon2id; None: cannot sign in
     # Keyed digest (HMAC-SHA256 with the deployment secret) of the PIN: verifiable, unique across
     # accounts so a caller is identified by PIN alone, and never readable back.
-    pin_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
+    pin_digest: Mapped[str | None] = mapped_column(Key(64), unique=True)
     role: Mapped[Role] = mapped_column(_enum(Role, "role"), default=Role.CUSTOMER)
     status: Mapped[AccountStatus] = mapped_column(_enum(AccountStatus, "account_status"), default=AccountStatus.ACTIVE)
     currency: Mapped[str] = mapped_column(String(3))
@@ -256,7 +266,7 @@ class LedgerEntry(Base):
     kind: Mapped[LedgerKind] = mapped_column(_enum(LedgerKind, "ledger_kind"))
     amount: Mapped[Decimal]  # positive credits the account, negative debits it
     balance_after: Mapped[Decimal]
-    reference: Mapped[str] = mapped_column(String(128), unique=True)
+    reference: Mapped[str] = mapped_column(Key(128), unique=True)
     description: Mapped[str] = mapped_column(String(255), default="")
     created_by: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -272,7 +282,7 @@ class Gateway(Base):
     __table_args__ = (CheckConstraint("strip_digits >= 0", name="strip_digits"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(Key(64), unique=True)
     uri: Mapped[str] = mapped_column(String(255))
     # IP address or CIDR network whose requests are accepted as coming from this carrier.
     trusted_source: Mapped[str | None] = mapped_column(String(64))
@@ -331,7 +341,7 @@ class CallbackSession(Base):
     access_number_id: Mapped[int | None] = mapped_column(ForeignKey("access_numbers.id", ondelete="SET NULL"))
     caller_number: Mapped[str] = mapped_column(E164)
     # What caused the request (a trigger's Call-ID, an SMS id, an API request key): one session each.
-    request_ref: Mapped[str | None] = mapped_column(String(128), unique=True)
+    request_ref: Mapped[str | None] = mapped_column(Key(128), unique=True)
     state: Mapped[str] = mapped_column(String(32))
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     due_at: Mapped[datetime]  # when the callback is to be placed
@@ -354,7 +364,7 @@ class CallLeg(Base):
     number: Mapped[str] = mapped_column(E164)
     caller_id: Mapped[str] = mapped_column(String(32), default="")
     gateway_id: Mapped[int | None] = mapped_column(ForeignKey("gateways.id", ondelete="SET NULL"))
-    sip_call_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    sip_call_id: Mapped[str | None] = mapped_column(Key(128), unique=True)
     status: Mapped[LegStatus] = mapped_column(_enum(LegStatus, "leg_status"), default=LegStatus.QUEUED)
     sip_code: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -425,7 +435,7 @@ class SmsMessage(Base):
     direction: Mapped[SmsDirection] = mapped_column(_enum(SmsDirection, "sms_direction"))
     channel: Mapped[SmsChannel] = mapped_column(_enum(SmsChannel, "sms_channel"))
     gateway_id: Mapped[int | None] = mapped_column(ForeignKey("gateways.id", ondelete="SET NULL"))
-    external_id: Mapped[str | None] = mapped_column(String(128))  # the carrier's message id
+    external_id: Mapped[str | None] = mapped_column(Key(128))  # the carrier's message id
     sender: Mapped[str] = mapped_column(String(32))
     receiver: Mapped[str] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)

@@ -7,6 +7,7 @@ Create Date: 2026-11-26
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 import boomerang.store.types
 
@@ -44,7 +45,13 @@ def upgrade() -> None:
     op.create_table(
         "gateways",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column(
+            "name",
+            sa.String(length=64)
+            .with_variant(mysql.VARCHAR(collation="utf8mb4_nopad_bin", length=64), "mariadb")
+            .with_variant(mysql.VARCHAR(collation="utf8mb4_nopad_bin", length=64), "mysql"),
+            nullable=False,
+        ),
         sa.Column("uri", sa.String(length=255), nullable=False),
         sa.Column("trusted_source", sa.String(length=64), nullable=True),
         sa.Column("priority", sa.Integer(), nullable=False),
@@ -53,14 +60,7 @@ def upgrade() -> None:
         sa.Column("add_prefix", sa.String(length=16), nullable=False),
         sa.Column(
             "number_format",
-            sa.Enum(
-                "e164",
-                "plus_e164",
-                "national",
-                name="number_format",
-                native_enum=False,
-                create_constraint=True,
-            ),
+            sa.Enum("e164", "plus_e164", "national", name="number_format", native_enum=False, create_constraint=True),
             nullable=False,
         ),
         sa.Column("national_prefix", sa.String(length=4), nullable=False),
@@ -79,7 +79,13 @@ def upgrade() -> None:
     op.create_table(
         "tariffs",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column(
+            "name",
+            sa.String(length=64)
+            .with_variant(mysql.VARCHAR(collation="utf8mb4_nopad_bin", length=64), "mariadb")
+            .with_variant(mysql.VARCHAR(collation="utf8mb4_nopad_bin", length=64), "mysql"),
+            nullable=False,
+        ),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("description", sa.String(length=255), nullable=False),
         sa.Column("created_at", boomerang.store.types.UTCDateTime(), nullable=False),
@@ -89,24 +95,27 @@ def upgrade() -> None:
     op.create_table(
         "accounts",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("login", sa.String(length=64), nullable=False),
-        sa.Column("password_hash", sa.String(length=255), nullable=True),
-        sa.Column("pin_digest", sa.String(length=64), nullable=True),
         sa.Column(
-            "role",
-            sa.Enum("customer", "admin", name="role", native_enum=False, create_constraint=True),
+            "login",
+            sa.String(length=64)
+            .with_variant(mysql.VARCHAR(collation="utf8mb4_nopad_bin", length=64), "mariadb")
+            .with_variant(mysql.VARCHAR(collation="utf8mb4_nopad_bin", length=64), "mysql"),
             nullable=False,
+        ),
+        sa.Column("password_hash", sa.String(length=255), nullable=True),
+        sa.Column(
+            "pin_digest",
+            sa.String(length=64)
+            .with_variant(mysql.VARCHAR(collation="utf8mb4_nopad_bin", length=64), "mariadb")
+            .with_variant(mysql.VARCHAR(collation="utf8mb4_nopad_bin", length=64), "mysql"),
+            nullable=True,
+        ),
+        sa.Column(
+            "role", sa.Enum("customer", "admin", name="role", native_enum=False, create_constraint=True), nullable=False
         ),
         sa.Column(
             "status",
-            sa.Enum(
-                "active",
-                "suspended",
-                "closed",
-                name="account_status",
-                native_enum=False,
-                create_constraint=True,
-            ),
+            sa.Enum("active", "suspended", "closed", name="account_status", native_enum=False, create_constraint=True),
             nullable=False,
         ),
         sa.Column("currency", sa.String(length=3), nullable=False),
@@ -203,7 +212,13 @@ def upgrade() -> None:
         sa.Column("account_id", sa.Integer(), nullable=True),
         sa.Column("access_number_id", sa.Integer(), nullable=True),
         sa.Column("caller_number", sa.String(length=15), nullable=False),
-        sa.Column("request_ref", sa.String(length=128), nullable=True),
+        sa.Column(
+            "request_ref",
+            sa.String(length=128)
+            .with_variant(mysql.VARCHAR(collation="utf8mb4_nopad_bin", length=128), "mariadb")
+            .with_variant(mysql.VARCHAR(collation="utf8mb4_nopad_bin", length=128), "mysql"),
+            nullable=True,
+        ),
         sa.Column("state", sa.String(length=32), nullable=False),
         sa.Column("requested_at", boomerang.store.types.UTCDateTime(), nullable=False),
         sa.Column("due_at", boomerang.store.types.UTCDateTime(), nullable=False),
@@ -218,19 +233,14 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
-            name=op.f("fk_callback_sessions_account_id_accounts"),
-            ondelete="RESTRICT",
+            ["account_id"], ["accounts.id"], name=op.f("fk_callback_sessions_account_id_accounts"), ondelete="RESTRICT"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_callback_sessions")),
         sa.UniqueConstraint("request_ref", name=op.f("uq_callback_sessions_request_ref")),
     )
     with op.batch_alter_table("callback_sessions", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_callback_sessions_account_id_requested_at"),
-            ["account_id", "requested_at"],
-            unique=False,
+            batch_op.f("ix_callback_sessions_account_id_requested_at"), ["account_id", "requested_at"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_callback_sessions_state_due_at"), ["state", "due_at"], unique=False)
 
@@ -241,27 +251,24 @@ def upgrade() -> None:
         sa.Column(
             "kind",
             sa.Enum(
-                "topup",
-                "charge",
-                "refund",
-                "adjustment",
-                name="ledger_kind",
-                native_enum=False,
-                create_constraint=True,
+                "topup", "charge", "refund", "adjustment", name="ledger_kind", native_enum=False, create_constraint=True
             ),
             nullable=False,
         ),
         sa.Column("amount", boomerang.store.types.Money(), nullable=False),
         sa.Column("balance_after", boomerang.store.types.Money(), nullable=False),
-        sa.Column("reference", sa.String(length=128), nullable=False),
+        sa.Column(
+            "reference",
+            sa.String(length=128)
+            .with_variant(mysql.VARCHAR(collation="utf8mb4_nopad_bin", length=128), "mariadb")
+            .with_variant(mysql.VARCHAR(collation="utf8mb4_nopad_bin", length=128), "mysql"),
+            nullable=False,
+        ),
         sa.Column("description", sa.String(length=255), nullable=False),
         sa.Column("created_by", sa.String(length=64), nullable=False),
         sa.Column("created_at", boomerang.store.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
-            name=op.f("fk_ledger_entries_account_id_accounts"),
-            ondelete="RESTRICT",
+            ["account_id"], ["accounts.id"], name=op.f("fk_ledger_entries_account_id_accounts"), ondelete="RESTRICT"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_entries")),
         sa.UniqueConstraint("reference", name=op.f("uq_ledger_entries_reference")),
@@ -283,7 +290,13 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("gateway_id", sa.Integer(), nullable=True),
-        sa.Column("external_id", sa.String(length=128), nullable=True),
+        sa.Column(
+            "external_id",
+            sa.String(length=128)
+            .with_variant(mysql.VARCHAR(collation="utf8mb4_nopad_bin", length=128), "mariadb")
+            .with_variant(mysql.VARCHAR(collation="utf8mb4_nopad_bin", length=128), "mysql"),
+            nullable=True,
+        ),
         sa.Column("sender", sa.String(length=32), nullable=False),
         sa.Column("receiver", sa.String(length=32), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
@@ -306,16 +319,10 @@ def upgrade() -> None:
         sa.Column("created_at", boomerang.store.types.UTCDateTime(), nullable=False),
         sa.Column("updated_at", boomerang.store.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
-            name=op.f("fk_sms_messages_account_id_accounts"),
-            ondelete="SET NULL",
+            ["account_id"], ["accounts.id"], name=op.f("fk_sms_messages_account_id_accounts"), ondelete="SET NULL"
         ),
         sa.ForeignKeyConstraint(
-            ["gateway_id"],
-            ["gateways.id"],
-            name=op.f("fk_sms_messages_gateway_id_gateways"),
-            ondelete="SET NULL",
+            ["gateway_id"], ["gateways.id"], name=op.f("fk_sms_messages_gateway_id_gateways"), ondelete="SET NULL"
         ),
         sa.ForeignKeyConstraint(
             ["in_reply_to_id"],
@@ -336,15 +343,19 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("session_id", sa.String(length=36), nullable=False),
         sa.Column(
-            "role",
-            sa.Enum("A", "B", name="leg_role", native_enum=False, create_constraint=True),
-            nullable=False,
+            "role", sa.Enum("A", "B", name="leg_role", native_enum=False, create_constraint=True), nullable=False
         ),
         sa.Column("sequence", sa.Integer(), nullable=False),
         sa.Column("number", sa.String(length=15), nullable=False),
         sa.Column("caller_id", sa.String(length=32), nullable=False),
         sa.Column("gateway_id", sa.Integer(), nullable=True),
-        sa.Column("sip_call_id", sa.String(length=128), nullable=True),
+        sa.Column(
+            "sip_call_id",
+            sa.String(length=128)
+            .with_variant(mysql.VARCHAR(collation="utf8mb4_nopad_bin", length=128), "mariadb")
+            .with_variant(mysql.VARCHAR(collation="utf8mb4_nopad_bin", length=128), "mysql"),
+            nullable=True,
+        ),
         sa.Column(
             "status",
             sa.Enum(
@@ -370,10 +381,7 @@ def upgrade() -> None:
         sa.Column("hangup_by", sa.String(length=16), nullable=True),
         sa.Column("hangup_cause", sa.String(length=64), nullable=True),
         sa.ForeignKeyConstraint(
-            ["gateway_id"],
-            ["gateways.id"],
-            name=op.f("fk_call_legs_gateway_id_gateways"),
-            ondelete="SET NULL",
+            ["gateway_id"], ["gateways.id"], name=op.f("fk_call_legs_gateway_id_gateways"), ondelete="SET NULL"
         ),
         sa.ForeignKeyConstraint(
             ["session_id"],
@@ -392,9 +400,7 @@ def upgrade() -> None:
         sa.Column("session_id", sa.String(length=36), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
         sa.Column(
-            "role",
-            sa.Enum("A", "B", name="leg_role", native_enum=False, create_constraint=True),
-            nullable=False,
+            "role", sa.Enum("A", "B", name="leg_role", native_enum=False, create_constraint=True), nullable=False
         ),
         sa.Column("number", sa.String(length=15), nullable=False),
         sa.Column("destination", sa.String(length=100), nullable=False),
