@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import func, select
@@ -326,16 +326,7 @@ def add_gateway(session: Session, spec: GatewaySpec) -> Gateway:
         _check(_COUNTRY_CODE, spec.country_code, "country calling code (e.g. 44)")
     if session.execute(select(Gateway.id).where(Gateway.name == spec.name)).first():
         raise Conflict(f"a gateway {spec.name!r} already exists")
-    gateway = Gateway(
-        name=spec.name,
-        uri=spec.uri,
-        trusted_source=spec.trusted_source,
-        priority=spec.priority,
-        strip_digits=spec.strip_digits,
-        add_prefix=spec.add_prefix,
-        number_format=spec.number_format,
-        country_code=spec.country_code,
-    )
+    gateway = Gateway(**asdict(spec))
     session.add(gateway)
     session.flush()
     return gateway
@@ -375,18 +366,7 @@ def add_access_number(session: Session, spec: AccessNumberSpec) -> AccessNumber:
         raise InvalidInput("an access number must allow PIN or caller ID authorization, or both")
     if session.execute(select(AccessNumber.id).where(AccessNumber.number == number)).first():
         raise Conflict(f"access number {number} already exists")
-    access_number = AccessNumber(
-        number=number,
-        label=spec.label,
-        language=spec.language,
-        ring_time_seconds=spec.ring_time_seconds,
-        callback_delay_seconds=spec.callback_delay_seconds,
-        allow_pin=spec.allow_pin,
-        allow_ani=spec.allow_ani,
-        known_callers_only=spec.known_callers_only,
-        save_caller_id_on_pin=spec.save_caller_id_on_pin,
-        announce_balance=spec.announce_balance,
-    )
+    access_number = AccessNumber(**asdict(spec) | {"number": number})
     session.add(access_number)
     session.flush()
     return access_number
