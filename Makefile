@@ -3,7 +3,7 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: run test lint deps
+.PHONY: run test bench lint
 
 ## run: install what is missing, then start the whole platform (Ctrl-C stops it)
 run:
@@ -22,3 +22,8 @@ lint:
 	@scripts/bootstrap.sh test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+## bench: measure the platform's figures beside their baselines (see docs/benchmarks.md)
+bench:
+	@scripts/bootstrap.sh test
+	@url=$$(scripts/ensure-mariadb.sh) && TEST_MARIADB_URL="$$url" $(PYTHON) -m benchmarks.run $(BENCH)
