@@ -38,3 +38,15 @@ def service_number(text: str) -> str:
     if not (digits.isascii() and digits.isdigit()) or not 3 <= len(digits) <= E164_MAX_DIGITS:
         raise InvalidNumber(f"{text!r} must be 3 to {E164_MAX_DIGITS} digits")
     return digits
+
+
+def from_carrier(user: str, country_code: str | None = None, national_prefix: str = "0") -> str:
+    """A number as a carrier presents it (URI user part) -> E.164 digits.
+
+    Carriers send '+447700900123', '00447700900123', '447700900123', or a national '07700900123'
+    (read with the gateway's country code). Visual separators are ignored.
+    """
+    raw = user.strip().translate(_SEPARATORS)
+    if country_code and national_prefix and raw.startswith(national_prefix) and not raw.startswith("00"):
+        raw = country_code + raw[len(national_prefix) :]
+    return to_e164(raw)

@@ -84,6 +84,7 @@ def kamailio_defines(settings: Settings) -> dict[str, str]:
         "SIP_LISTEN_UDP": f"udp:{settings.sip_listen}",
         "SIP_LISTEN_TCP": f"tcp:{settings.sip_listen}",
         "SIP_WORKERS": str(settings.sip_workers),
+        "METRICS_LISTEN": f"tcp:{settings.metrics_listen}",
         "LOG_LEVEL": str(KAMAILIO_LOG_LEVELS[settings.log_level]),
         "KEMI_SCRIPT": f'"{KEMI_SCRIPT}"',
         "EVAPI_BIND": f'"{settings.controller_evapi_listen}"',
@@ -102,9 +103,10 @@ def kamailio(settings: Settings) -> Service:
             Endpoint("sip.listen", "udp", settings.sip_listen),
             Endpoint("sip.listen", "tcp", settings.sip_listen),
             Endpoint("controller.evapi_listen", "tcp", settings.controller_evapi_listen),
+            Endpoint("metrics.listen", "tcp", settings.metrics_listen),
         ],
         description=f"SIP on udp/tcp {settings.sip_listen}, controller channel (evapi) on "
-        f"{settings.controller_evapi_listen}",
+        f"{settings.controller_evapi_listen}, metrics on http://{settings.metrics_listen}/metrics",
         env=_python_env(),
     )
 

@@ -47,6 +47,10 @@ class Settings:
     database_url: str
     sip_listen: HostPort
     sip_workers: int
+    metrics_listen: HostPort
+    triggers_repeat_window_seconds: int
+    triggers_per_caller_per_hour: int
+    triggers_per_second: int
     rtpengine_ng_listen: HostPort
     rtpengine_ng_tcp_listen: HostPort
     rtpengine_media_address: str
@@ -62,6 +66,14 @@ class Settings:
     security_secret_key_file: Path | None
     paths_var_dir: Path
     log_level: str
+
+    def environment(self) -> dict[str, str]:
+        """These settings as BOOMERANG_* variables: what a child process needs to load the same."""
+        rendered = {}
+        for section, key in PARSERS:
+            value = getattr(self, f"{section}_{key}")
+            rendered[env_name(section, key)] = "" if value is None else str(value)
+        return rendered
 
     def secret_key(self) -> bytes:
         """The deployment's secret: configured, or generated once into secret_key_file."""
@@ -180,6 +192,10 @@ PARSERS: dict[tuple[str, str], Callable[[Any], Any]] = {
     ("database", "url"): _database_url,
     ("sip", "listen"): _host_port,
     ("sip", "workers"): _integer(1, 64),
+    ("metrics", "listen"): _host_port,
+    ("triggers", "repeat_window_seconds"): _integer(0, 86400),
+    ("triggers", "per_caller_per_hour"): _integer(1, 3600),
+    ("triggers", "per_second"): _integer(1, 100000),
     ("rtpengine", "ng_listen"): _host_port,
     ("rtpengine", "ng_tcp_listen"): _host_port,
     ("rtpengine", "media_address"): _ip_address,

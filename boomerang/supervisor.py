@@ -165,7 +165,7 @@ class Supervisor:
 
     def start(self, service: Service) -> None:
         """Start one service and wait until it answers on its own protocol."""
-        env = services.child_environment(service.env)
+        env = services.child_environment({**self.settings.environment(), **service.env})
         pass_fds: tuple[int, ...] = ()
         ready_read = None
         if service.uses_ready_pipe:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
 import socket
 import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from boomerang.settings import HostPort
+from boomerang import services
+from boomerang.settings import HostPort, Settings
+from boomerang.supervisor import Supervisor, prepare_database
+from callback.evapi import KamailioChannel
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 
@@ -35,6 +44,7 @@ def service_ports() -> dict[str, str]:
         "rtpengine_ng_tcp_listen": f"127.0.0.1:{free_port()}",
         "controller_evapi_listen": f"127.0.0.1:{free_port()}",
         "portal_listen": f"127.0.0.1:{free_port()}",
+        "metrics_listen": f"127.0.0.1:{free_port()}",
         "rtpengine_port_min": str(20000 + media % 20000),
         "rtpengine_port_max": str(20000 + media % 20000 + 99),
         "sip_workers": "2",
@@ -43,7 +53,12 @@ def service_ports() -> dict[str, str]:
 
 
 def sipp(
-    scenario: str, target: HostPort, *args: str, calls: int = 1, timeout: float = 20
+    scenario: str,
+    target: HostPort,
+    *args: str,
+    calls: int = 1,
+    timeout: float = 20,
+    local_ip: str = "127.0.0.1",
 ) -> subprocess.CompletedProcess:
     """Run a sipp scenario from tests/sipp against target; sipp exits 0 only if every call passed."""
     command = [
@@ -52,7 +67,7 @@ def sipp(
         "-sf",
         str(SIPP_DIR / scenario),
         "-i",
-        "127.0.0.1",
+        local_ip,
         "-p",
         str(free_port()),
         "-m",
@@ -63,3 +78,61 @@ def sipp(
         *args,
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout + 10)
+
+
+@contextlib.contextmanager
+def running_edge(tmp_path: Path, **overrides: str) -> Iterator[Settings]:
+    """rtpengine and Kamailio started as `boomerang run` starts them, on free ports, with the demo data
+    (127.0.0.1 is the trusted carrier)."""
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'edge.db'}", **{**service_ports(), **overrides})
+    supervisor = Supervisor(settings, out=io.StringIO())
+    supervisor.prepare_directories()
+    prepare_database(settings, io.StringIO())
+    try:
+        supervisor.start(services.rtpengine(settings))
+        supervisor.start(services.kamailio(settings))
+        yield settings
+    finally:
+        supervisor.stop_all()
+
+
+class ControllerProbe:
+    """Stands where the call controller stands: connected to Kamailio's evapi, recording what arrives."""
+
+    def __init__(self, address: HostPort) -> None:
+        self.messages: list[dict] = []
+        self._loop = asyncio.new_event_loop()
+        self._channel = KamailioChannel(address, on_message=self.messages.append)
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._task = self._call(self._start())
+        self._call(self._channel.connected.wait())
+        self._call(self._channel.ping())
+
+    def _call(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+    async def _start(self) -> asyncio.Task:
+        return asyncio.get_running_loop().create_task(self._channel.run())
+
+    async def _stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def of_type(self, kind: str) -> list[dict]:
+        return [m for m in list(self.messages) if m.get("type") == kind]
+
+    def wait_for(self, kind: str, count: int = 1, timeout: float = 5.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.of_type(kind)) < count:
+            time.sleep(0.02)
+        return self.of_type(kind)
+
+    def close(self) -> None:
+        self._call(self._stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()

@@ -101,3 +101,14 @@ def test_a_database_url_error_does_not_show_the_password():
         load({"BOOMERANG_DATABASE_URL": "mysql+pymysql://boomerang:s3cret@127.0.0.1:notaport/db"})
     assert "s3cret" not in str(error.value)
     assert "boomerang:***@127.0.0.1:notaport/db" in str(error.value)
+
+
+def test_a_child_process_loads_the_same_settings_from_the_environment(tmp_path):
+    settings = load(
+        {
+            "BOOMERANG_PATHS_VAR_DIR": str(tmp_path),
+            "BOOMERANG_SIP_LISTEN": "127.0.0.3:5999",
+            "BOOMERANG_TRIGGERS_PER_SECOND": "7",
+        }
+    )
+    assert load(settings.environment()) == settings

@@ -3,35 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import socket
 import time
 
 import pytest
 
-from boomerang import probes, services
-from boomerang.supervisor import Supervisor
+from boomerang import probes
 from callback.evapi import KamailioChannel
 from callback.ng import NgClient
-from tests.conftest import make_settings
-from tests.servicekit import service_ports, sipp
+from tests.servicekit import running_edge, sipp
 
 pytestmark = pytest.mark.sip
+
+UNTRUSTED_IP = "127.0.0.2"  # on loopback, but not the demo carrier's trusted address
 
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory):
-    """rtpengine and Kamailio started exactly as `boomerang run` starts them, on free ports."""
-    tmp_path = tmp_path_factory.mktemp("edge")
-    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'edge.db'}", **service_ports())
-    supervisor = Supervisor(settings, out=io.StringIO())
-    supervisor.prepare_directories()
-    try:
-        supervisor.start(services.rtpengine(settings))
-        supervisor.start(services.kamailio(settings))
+    with running_edge(tmp_path_factory.mktemp("edge")) as settings:
         yield settings
-    finally:
-        supervisor.stop_all()
 
 
 def test_options_to_the_platform_gets_200_with_allow(edge):
@@ -40,7 +30,7 @@ def test_options_to_the_platform_gets_200_with_allow(edge):
 
 
 def test_an_invite_from_an_untrusted_source_is_refused_not_relayed(edge):
-    result = sipp("invite_refused.xml", edge.sip_listen, "-s", "447700900123")
+    result = sipp("invite_refused.xml", edge.sip_listen, "-s", "447700900123", local_ip=UNTRUSTED_IP)
     assert result.returncode == 0, result.stdout[-2000:]
 
 

@@ -149,3 +149,18 @@ def test_keys_compare_exactly_on_every_database(db):
         logins = sorted(session.execute(select(Account.login)).scalars())
     assert found == []
     assert logins == ["Demo", "demo", "demo "]
+
+
+def test_read_only_sessions_do_not_wait_for_a_writer(settings, migrated):
+    """On SQLite a reader proceeds while another connection holds the write lock."""
+    from boomerang.store import read_only_factory, session_factory
+
+    engine = make_engine(migrated.database_url)
+    try:
+        with transaction(session_factory(engine)) as writer:
+            _account(writer, "alice")
+            with read_only_factory(engine)() as reader:
+                # The writer's uncommitted account is invisible; the read returns at once.
+                assert reader.execute(select(func.count(Account.id))).scalar_one() == 0
+    finally:
+        engine.dispose()

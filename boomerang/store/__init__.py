@@ -38,11 +38,17 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
 def _begin_immediate(connection) -> None:
     # A deferred transaction that reads and then writes fails with SQLITE_BUSY when another
     # process wrote in between; taking the write lock up front makes concurrent writers queue.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Read-only work (see read_only_factory) needs no lock: WAL readers never wait for writers.
+    connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def read_only_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for reads only: on SQLite they do not take the write lock, so they never queue."""
+    return sessionmaker(engine.execution_options(read_only=True), expire_on_commit=False)
 
 
 @contextmanager

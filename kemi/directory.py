@@ -1,0 +1,137 @@
+"""What the SIP edge reads from the database: gateways, access numbers, known callers.
+
+Kamailio forks its workers after loading this module, so each process opens its own engine on first
+use. Gateways and access numbers are read-through caches refreshed every few seconds: a change made
+with the CLI or the portal takes effect without a restart, and no state lives only here.
+"""
+
+import ipaddress
+import os
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from boomerang.settings import load
+from boomerang.store import make_engine, read_only_factory, session_factory, transaction
+from boomerang.store.models import AccessNumber, AuthorizedCallerId, CallbackSession, Gateway
+
+CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class TrustedGateway:
+    id: int
+    name: str
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    country_code: str | None
+    national_prefix: str
+
+
+@dataclass(frozen=True)
+class AccessNumberView:
+    id: int
+    number: str
+    ring_time_seconds: int
+    callback_delay_seconds: int
+    known_callers_only: bool
+
+
+class Directory:
+    def __init__(self):
+        self.settings = load()
+        self._pid = None
+        self._writes = self._reads = None
+        self._gateways = ([], 0.0)
+        self._access_numbers = ({}, 0.0)
+
+    def _factories(self):
+        if self._pid != os.getpid():  # first use in this (forked) process
+            self._pid = os.getpid()
+            engine = make_engine(self.settings.database_url)
+            self._writes, self._reads = session_factory(engine), read_only_factory(engine)
+        return self._writes, self._reads
+
+    def reading(self):
+        return transaction(self._factories()[1])
+
+    def writing(self):
+        return transaction(self._factories()[0])
+
+    def gateway_for_source(self, address):
+        """The gateway whose trusted source covers this IP address, or None."""
+        gateways, loaded = self._gateways
+        if time.monotonic() - loaded > CACHE_SECONDS:
+            gateways = self._load_gateways()
+            self._gateways = (gateways, time.monotonic())
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return None
+        for gateway in gateways:
+            if ip in gateway.network:
+                return gateway
+        return None
+
+    def access_number(self, number):
+        numbers, loaded = self._access_numbers
+        if time.monotonic() - loaded > CACHE_SECONDS:
+            numbers = self._load_access_numbers()
+            self._access_numbers = (numbers, time.monotonic())
+        return numbers.get(number)
+
+    def known_caller_account(self, number):
+        """The account that has this number as an authorized caller ID, or None."""
+        with self.reading() as session:
+            return session.execute(
+                select(AuthorizedCallerId.account_id).where(AuthorizedCallerId.number == number)
+            ).scalar_one_or_none()
+
+    def record_callback_request(self, access, caller, account_id, request_ref, due_at):
+        """Persist the promised callback; returns its id (the same id again for a repeated request)."""
+        with self.writing() as session:
+            existing = session.execute(
+                select(CallbackSession.id).where(CallbackSession.request_ref == request_ref)
+            ).scalar_one_or_none()
+            if existing is not None:
+                return existing
+            callback = CallbackSession(
+                kind="access",
+                account_id=account_id,
+                access_number_id=access.id,
+                caller_number=caller,
+                request_ref=request_ref,
+                state="requested",
+                due_at=due_at,
+            )
+            session.add(callback)
+            session.flush()
+            return callback.id
+
+    def _load_gateways(self):
+        with self.reading() as session:
+            rows = session.execute(
+                select(Gateway).where(Gateway.enabled.is_(True), Gateway.trusted_source.is_not(None))
+            ).scalars()
+            gateways = [
+                TrustedGateway(
+                    g.id,
+                    g.name,
+                    ipaddress.ip_network(g.trusted_source, strict=False),
+                    g.country_code,
+                    g.national_prefix,
+                )
+                for g in rows
+            ]
+        # Most specific network first, so a carrier's /32 wins over a wider range.
+        return sorted(gateways, key=lambda g: g.network.prefixlen, reverse=True)
+
+    def _load_access_numbers(self):
+        with self.reading() as session:
+            rows = session.execute(select(AccessNumber).where(AccessNumber.enabled.is_(True))).scalars()
+            return {
+                n.number: AccessNumberView(
+                    n.id, n.number, n.ring_time_seconds, n.callback_delay_seconds, n.known_callers_only
+                )
+                for n in rows
+            }

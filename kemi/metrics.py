@@ -1,0 +1,41 @@
+"""Prometheus metrics of the SIP edge, kept by Kamailio's xhttp_prom module (shared by all workers).
+
+Served at GET /metrics on the metrics listen address (settings: metrics.listen).
+"""
+
+import functools
+
+import KSR
+
+from boomerang.settings import load
+
+# Declared in kamailio/kamailio.cfg (modparam xhttp_prom prom_counter); names here must match.
+TRIGGERS = "boomerang_triggers_total"  # label outcome: callback, repeat, caller_limit, ...
+REFUSED = "boomerang_sip_refused_total"  # label reason: untrusted, flood, relay, not_found
+SMS_RECEIVED = "boomerang_sms_received_total"
+
+
+def trigger(outcome):
+    KSR.xhttp_prom.counter_inc_l1(TRIGGERS, 1, outcome)
+
+
+def refused(reason):
+    KSR.xhttp_prom.counter_inc_l1(REFUSED, 1, reason)
+
+
+def sms_received():
+    KSR.xhttp_prom.counter_inc_l0(SMS_RECEIVED, 1)
+
+
+def serve_http():
+    """HTTP requests reach Kamailio's TCP sockets: only /metrics is answered, the rest is 404."""
+    if KSR.pv.get("$Rp") == _metrics_port() and KSR.pv.get("$hu") == "/metrics":
+        KSR.xhttp_prom.dispatch()
+        return 1
+    KSR.xhttp.xhttp_reply(404, "Not Found", "text/plain", "not found\n")
+    return 1
+
+
+@functools.cache
+def _metrics_port():
+    return load().metrics_listen.port

@@ -1,0 +1,45 @@
+"""Reading the numbers people type and carriers send."""
+
+from __future__ import annotations
+
+import pytest
+
+from boomerang.numbers import InvalidNumber, from_carrier, to_e164
+
+
+@pytest.mark.parametrize(
+    ("text", "e164"),
+    [
+        ("+44 7700 900123", "447700900123"),
+        ("0044-7700-900123", "447700900123"),
+        ("447700900123", "447700900123"),
+        ("+1 (202) 555-0143", "12025550143"),
+    ],
+)
+def test_international_forms(text, e164):
+    assert to_e164(text) == e164
+
+
+@pytest.mark.parametrize("text", ["07700900123", "anonymous", "+", "+44", "1234567890123456", "44٧٧00900123", ""])
+def test_what_is_not_an_international_number(text):
+    with pytest.raises(InvalidNumber):
+        to_e164(text)
+
+
+@pytest.mark.parametrize(
+    ("user", "country", "e164"),
+    [
+        ("+447700900123", None, "447700900123"),
+        ("00447700900123", "44", "447700900123"),
+        ("447700900123", "44", "447700900123"),
+        ("07700900123", "44", "447700900123"),
+        ("02025550143", "1", "12025550143"),
+    ],
+)
+def test_carrier_presentations(user, country, e164):
+    assert from_carrier(user, country) == e164
+
+
+def test_a_national_number_without_the_gateways_country_is_refused():
+    with pytest.raises(InvalidNumber):
+        from_carrier("07700900123")
