@@ -11,6 +11,7 @@ import pytest
 from boomerang import probes
 from callback.evapi import KamailioChannel
 from callback.ng import NgClient
+from tests import torture as torture_module
 from tests.servicekit import running_edge, sipp
 
 pytestmark = pytest.mark.sip
@@ -80,3 +81,34 @@ def test_rtpengine_answers_the_controller_over_tcp_ng(edge):
             task.cancel()
 
     assert asyncio.run(exchange()) == [{"result": "pong"}] * 5
+
+
+def _send_and_listen(torture, target, timeout: float = 1.0) -> list[int]:
+    """Send the message from an untrusted address; the status codes of the replies that come back."""
+    codes = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((UNTRUSTED_IP, 0))
+        sock.settimeout(timeout)
+        local = f"{UNTRUSTED_IP}:{sock.getsockname()[1]}"  # where the Via asks for the replies
+        sock.sendto(torture_module.render(torture, str(target), local, id(torture)), (target.host, target.port))
+        try:
+            while True:
+                reply = sock.recv(65535)
+                first = reply.split(b"\r\n", 1)[0].split(b" ")
+                if first[0] == b"SIP/2.0" and len(first) > 1 and first[1].isdigit():
+                    codes.append(int(first[1]))
+        except TimeoutError:
+            return codes
+
+
+@pytest.mark.parametrize("torture", torture_module.MESSAGES, ids=lambda t: t.name.split(":")[0])
+def test_torture_messages_get_the_answer_the_rfc_expects(edge, torture):
+    codes = _send_and_listen(torture, edge.sip_listen)
+    final = [code for code in codes if code >= 200]
+    if torture.kind == torture_module.WELL_FORMED and not torture.dropped_by_parser:
+        assert final, "a well-formed request must be answered"
+        assert final[0] in torture.expected
+    else:
+        assert all(code in torture.expected for code in final), final  # rejected as the RFC says, or dropped
+        assert not any(200 <= code < 300 for code in final)
+    assert probes.sip_options(edge.sip_listen) == 200  # Kamailio still answers
