@@ -56,7 +56,8 @@ MESSAGES = [
         ":&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@{target} SIP/2.0\n"
         "Via: SIP/2.0/UDP {local};branch=z9hG4bK-.!%66*_+`'~{n}\n"
         'To: "BEL:\\\x07 NUL:\\\x00 DEL:\\\x7f" <sip:1_unusual.URI~(to-be!sure)&isn\'t+it$/crazy?,/;;*@{target}>\n'
-        "From: token1~` token2'+_ token3*%!.- <sip:mundane@{local}>;fromParam''~+*_!.-%=\"\xd1\x80\xd0\xb0\xd0\xb1\xd0\xbe\xd1\x82\xd0\xb0\xd1\x8e\xd1\x89\xd0\xb8\xd0\xb9\";tag=_token~1'+`*%!-.\n"
+        "From: token1~` token2'+_ token3*%!.- <sip:mundane@{local}>;fromParam''~+*_!.-%="
+        '"\xd1\x80\xd0\xb0\xd0\xb1\xd0\xbe\xd1\x82\xd0\xb0\xd1\x8e\xd1\x89\xd0\xb8\xd0\xb9";tag=_token~1\'+`*%!-.\n'
         "Call-ID: intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{{\n"
         "CSeq: 139122385 !interesting-Method0123456789_*+`.%indeed'~\n"
         "Max-Forwards: 255\n"
