@@ -232,7 +232,7 @@ class Supervisor:
     def stop_all(self) -> None:
         """Stop in reverse start order: the portal and controller before the SIP and media engines."""
         for item in reversed(self.running):
-            _stop_group(item.process)
+            stop_group(item.process)
             if item.ready_fd is not None:
                 os.close(item.ready_fd)
         if self.running:
@@ -247,7 +247,7 @@ def _read_ready(fd: int) -> bool:
         return False
 
 
-def _stop_group(process: subprocess.Popen) -> None:
+def stop_group(process: subprocess.Popen) -> None:
     """SIGTERM the service's whole process group, then SIGKILL what is left after the timeout."""
     group = process.pid  # start_new_session made the service its group's leader
     try:
