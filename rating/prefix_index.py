@@ -1,0 +1,65 @@
+"""Longest-prefix lookup over a tariff's rates, honouring the moment each rate takes effect.
+
+Pure and in memory: built once from a tariff's rates (rating/tariff_cache.py keeps it current),
+then each lookup costs one dictionary probe per distinct prefix length, at most the number's length.
+
+The rate for a number at a moment is the one with the longest prefix among the rates in force then;
+a rate in force is, for its prefix, the one with the latest `effective_from` not after the moment.
+A prefix whose only rates start later does not exist yet, so a shorter prefix answers instead.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from rating.pricing import Price
+
+
+@dataclass(frozen=True, slots=True)
+class RateEntry:
+    """One rate of a tariff as the engine uses it: where it applies, from when, and its price."""
+
+    rate_id: int | None
+    prefix: str
+    destination: str
+    effective_from: datetime
+    price: Price
+
+
+class PrefixIndex:
+    def __init__(self, entries: Iterable[RateEntry]):
+        versions: dict[str, list[RateEntry]] = {}
+        for entry in entries:
+            versions.setdefault(entry.prefix, []).append(entry)
+        # Per prefix: its start times in order and the entries in the same order, for bisection.
+        self._by_prefix: dict[str, tuple[list[datetime], list[RateEntry]]] = {}
+        for prefix, found in versions.items():
+            found.sort(key=lambda entry: entry.effective_from)
+            starts = [entry.effective_from for entry in found]
+            if len(set(starts)) != len(starts):
+                raise ValueError(f"prefix {prefix} has two rates from the same moment")
+            self._by_prefix[prefix] = (starts, found)
+        self._lengths = sorted({len(prefix) for prefix in self._by_prefix}, reverse=True)
+        self.size = sum(len(found) for _, found in self._by_prefix.values())
+
+    def __len__(self) -> int:
+        return self.size
+
+    def lookup(self, number: str, at: datetime) -> RateEntry | None:
+        """The rate for `number` (E.164 digits) in force at `at`, or None."""
+        by_prefix = self._by_prefix
+        available = len(number)
+        for length in self._lengths:
+            if length > available:
+                continue
+            versions = by_prefix.get(number[:length])
+            if versions is None:
+                continue
+            starts, found = versions
+            position = bisect_right(starts, at)
+            if position:
+                return found[position - 1]
+        return None
