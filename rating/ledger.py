@@ -54,7 +54,7 @@ def post(
 
     # Lock the account row first: postings to one account are serialised, so the reference check
     # below cannot race with a concurrent posting of the same reference to the same account.
-    account = session.execute(select(Account).where(Account.id == account_id).with_for_update()).scalar_one_or_none()
+    account = lock_account(session, account_id)
     if account is None:
         raise LedgerError(f"no account with id {account_id}")
     existing = session.execute(select(LedgerEntry).where(LedgerEntry.reference == reference)).scalar_one_or_none()
@@ -76,6 +76,19 @@ def post(
     session.add(entry)
     session.flush()
     return Posting(entry, created=True)
+
+
+def lock_account(session: Session, account_id: int) -> Account | None:
+    """The account, its row locked for this transaction and its attributes read after the lock.
+
+    Every change to an account's money (ledger entries, credit reservations) is made holding this
+    lock. `populate_existing` matters: an Account this session loaded before the lock would
+    otherwise keep its old balance, and a posting would add to a balance that another transaction
+    has since changed. (SQLite has no row locks; its transactions begin IMMEDIATE, which
+    serialises them whole.)
+    """
+    query = select(Account).where(Account.id == account_id).with_for_update()
+    return session.execute(query.execution_options(populate_existing=True)).scalar_one_or_none()
 
 
 def entries(session: Session, account_id: int, limit: int = 100) -> list[LedgerEntry]:
