@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from boomerang.store.models import Rate, RoundingMode, Tariff
 from boomerang.store.types import MONEY_DECIMALS
+from rating.tariff_cache import bump_version
 
 ALWAYS = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_REPORTED_ERRORS = 20
@@ -193,6 +194,7 @@ def apply(session: Session, tariff: Tariff, rows: Iterable[RateRow]) -> tuple[in
     """Add the rows to the tariff; a row for an existing (prefix, effective_from) replaces it.
 
     Returns (added, replaced). Runs inside the caller's transaction, so a failure applies nothing.
+    Bumps the tariff's version, so processes caching its rates reload them.
     """
     existing = {
         (rate.prefix, rate.effective_from): rate
@@ -210,6 +212,8 @@ def apply(session: Session, tariff: Tariff, rows: Iterable[RateRow]) -> tuple[in
                 setattr(rate, name, value)
             replaced += 1
     session.flush()
+    if added or replaced:
+        bump_version(session, tariff.id)
     return added, replaced
 
 

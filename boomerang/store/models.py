@@ -132,6 +132,12 @@ class LegStatus(enum.StrEnum):
     ENDED = "ended"
 
 
+class ReservationState(enum.StrEnum):
+    ACTIVE = "active"  # counts against the account's credit until it expires
+    SETTLED = "settled"  # the leg was rated: its CDR and charge exist
+    RELEASED = "released"  # given back unused (the leg was never answered, or the call refused)
+
+
 class LedgerKind(enum.StrEnum):
     TOPUP = "topup"
     CHARGE = "charge"
@@ -168,6 +174,8 @@ class Tariff(Base):
     name: Mapped[str] = mapped_column(Key(64), unique=True)
     currency: Mapped[str] = mapped_column(String(3))
     description: Mapped[str] = mapped_column(String(255), default="")
+    # Bumped by every change to the tariff's rates, so processes caching them notice (rating/tariff_cache.py).
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     rates: Mapped[list[Rate]] = relationship(back_populates="tariff", cascade="all, delete-orphan")
@@ -420,6 +428,50 @@ class Cdr(Base):
     cost: Mapped[Decimal]
     currency: Mapped[str] = mapped_column(String(3))
     rated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Reservation(Base):
+    """Credit set aside for one leg while it may run (rating/credit.py).
+
+    An account's available credit is its balance plus its credit limit minus the amounts of its
+    active reservations that have not expired. `amount` is the cost of the leg lasting
+    `granted_seconds`, at the price copied here when the leg was authorized: a price change during
+    the call does not change what the call was promised. Every change to an account's reservations
+    is made holding that account's row lock.
+    """
+
+    __tablename__ = "reservations"
+    __table_args__ = (
+        Index(None, "account_id", "state", "expires_at"),
+        Index(None, "session_id", "state"),
+        CheckConstraint("granted_seconds >= 0 AND amount >= 0", name="amounts"),
+        CheckConstraint("initial_increment > 0 AND subsequent_increment > 0", name="increments"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="RESTRICT"))
+    session_id: Mapped[str] = mapped_column(ForeignKey("callback_sessions.id", ondelete="RESTRICT"))
+    leg_id: Mapped[str] = mapped_column(ForeignKey("call_legs.id", ondelete="RESTRICT"), unique=True)
+    state: Mapped[ReservationState] = mapped_column(
+        _enum(ReservationState, "reservation_state"), default=ReservationState.ACTIVE
+    )
+    granted_seconds: Mapped[int] = mapped_column(Integer)  # of the leg's talk time, from its answer
+    amount: Mapped[Decimal]
+    expires_at: Mapped[datetime]
+    # The rate as authorized.
+    rate_id: Mapped[int | None] = mapped_column(ForeignKey("rates.id", ondelete="SET NULL"))
+    prefix: Mapped[str] = mapped_column(String(15))
+    destination: Mapped[str] = mapped_column(String(100))
+    price_per_minute: Mapped[Decimal]
+    connect_fee: Mapped[Decimal]
+    initial_increment: Mapped[int] = mapped_column(Integer)
+    subsequent_increment: Mapped[int] = mapped_column(Integer)
+    minimum_duration: Mapped[int] = mapped_column(Integer)
+    grace_seconds: Mapped[int] = mapped_column(Integer)
+    rounding_mode: Mapped[RoundingMode] = mapped_column(_enum(RoundingMode, "rounding_mode"))
+    rounding_digits: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class SmsMessage(Base):

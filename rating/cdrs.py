@@ -1,0 +1,248 @@
+"""CDR rating: each finished leg becomes one CDR and one ledger charge, once; and re-rating.
+
+`settle` turns a leg into its CDR, charges the account through the ledger (reference
+`cdr:<leg id>`) and closes the leg's reservation, in the caller's transaction: all of it or none.
+Settling a leg again returns the CDR it already has and changes nothing, so a retried or duplicated
+"leg ended" event bills once (and `cdrs.leg_id` and the ledger reference are unique besides).
+
+The price of a leg is the one on its reservation (the rate in force when it was authorized); a leg
+settled without one is priced at the rate in force at its answer time.
+
+Money invariant, which the tests check over a month of calls: a CDR's cost is rounded once, by its
+rate's rule, from the exact price; its charge is exactly minus that cost; re-rating posts exactly
+the difference; so for every CDR the ledger entries naming its leg add up to minus its current cost,
+and the balance is exactly the sum of the account's ledger entries.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from boomerang.store.models import (
+    Account,
+    CallbackSession,
+    CallLeg,
+    Cdr,
+    LedgerEntry,
+    LedgerKind,
+    Reservation,
+    ReservationState,
+)
+from rating import ledger
+from rating.credit import tariff_for
+from rating.prefix_index import PrefixIndex
+from rating.tariff_cache import TariffCache, load_index, price_of
+
+RATED_BY = "rating"
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+
+
+class RatingError(Exception):
+    """A leg that cannot be rated: unknown, not ended, without an account or without a rate."""
+
+
+def charge_reference(leg_id: str) -> str:
+    return f"cdr:{leg_id}"
+
+
+def rerate_reference(run_id: str, leg_id: str) -> str:
+    return f"rerate:{run_id}:{leg_id}"
+
+
+def talk_seconds(answered_at: datetime, ended_at: datetime) -> int:
+    """Whole seconds from answer to end: the fraction of the last second is not billed, so a leg
+    cut a few milliseconds after its granted time is not billed one more increment."""
+    return max(0, int((ended_at - answered_at).total_seconds()))
+
+
+def _index(session: Session, cache: TariffCache | None, tariff_id: int) -> PrefixIndex:
+    return cache.get(session, tariff_id) if cache is not None else load_index(session, tariff_id)
+
+
+def settle(
+    session: Session,
+    leg_id: str,
+    *,
+    now: datetime,
+    cache: TariffCache | None = None,
+    answered_at: datetime | None = None,
+    ended_at: datetime | None = None,
+) -> Cdr | None:
+    """Rate the finished leg: its CDR and charge, once. None for a leg that was never answered
+    (its reservation is released). Times default to the leg's `answered_at` and `ended_at`."""
+    found = session.execute(
+        select(CallLeg, CallbackSession.account_id)
+        .join(CallbackSession, CallbackSession.id == CallLeg.session_id)
+        .where(CallLeg.id == leg_id)
+    ).one_or_none()
+    if found is None:
+        raise RatingError(f"no leg {leg_id}")
+    leg, account_id = found
+    if account_id is None:
+        raise RatingError(f"leg {leg_id} belongs to no account")
+    account = ledger.lock_account(session, account_id)
+    reservation = session.execute(
+        select(Reservation).where(Reservation.leg_id == leg_id).execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    cdr = session.execute(
+        select(Cdr).where(Cdr.leg_id == leg_id).execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if cdr is not None:
+        _close(reservation, ReservationState.SETTLED, now)
+        return cdr
+
+    answered_at = answered_at or leg.answered_at
+    ended_at = ended_at or leg.ended_at
+    if answered_at is None:
+        _close(reservation, ReservationState.RELEASED, now)
+        return None
+    if ended_at is None:
+        raise RatingError(f"leg {leg_id} has not ended")
+    if ended_at < answered_at:
+        raise RatingError(f"leg {leg_id} ends before it was answered")
+
+    if reservation is not None:
+        price, rate_id, destination = price_of(reservation), reservation.rate_id, reservation.destination
+    else:
+        tariff_id = tariff_for(account, leg.role)
+        entry = _index(session, cache, tariff_id).lookup(leg.number, answered_at) if tariff_id else None
+        if entry is None:
+            raise RatingError(f"no rate for +{leg.number} in the tariff of account {account.login}")
+        price, rate_id, destination = entry.price, entry.rate_id, entry.destination
+
+    duration = talk_seconds(answered_at, ended_at)
+    cost = price.cost(duration)
+    cdr = Cdr(
+        leg_id=leg_id,
+        session_id=leg.session_id,
+        account_id=account.id,
+        role=leg.role,
+        number=leg.number,
+        destination=destination,
+        answer_time=answered_at,
+        end_time=ended_at,
+        duration_seconds=duration,
+        billed_seconds=price.billed_seconds(duration),
+        rate_id=rate_id,
+        price_per_minute=price.per_minute,
+        connect_fee=price.connect_fee,
+        cost=cost,
+        currency=account.currency,
+        rated_at=now,
+    )
+    session.add(cdr)
+    if cost:
+        description = f"call {leg.role.value} +{leg.number} {destination}, {duration} s"[:255]
+        ledger.post(session, account.id, LedgerKind.CHARGE, -cost, charge_reference(leg_id), description, RATED_BY)
+    _close(reservation, ReservationState.SETTLED, now)
+    session.flush()
+    return cdr
+
+
+def _close(reservation: Reservation | None, state: ReservationState, now: datetime) -> None:
+    if reservation is not None and reservation.state is ReservationState.ACTIVE:
+        reservation.state = state
+        reservation.updated_at = now
+
+
+# --- re-rating -----------------------------------------------------------------------------------
+
+
+@dataclass
+class RerateReport:
+    run_id: str
+    examined: int = 0
+    changed: int = 0
+    already_done: int = 0  # changed by an earlier pass of the same run
+    unrated: int = 0  # no rate in force for the number at its answer time: left as it was
+    credited: dict[str, Decimal] = field(default_factory=dict)  # per currency; negative: charged more
+
+
+def rerate(
+    session: Session,
+    *,
+    start: datetime,
+    end: datetime,
+    run_id: str,
+    now: datetime,
+    tariff_id: int | None = None,
+    account_id: int | None = None,
+    by: str = "",
+) -> RerateReport:
+    """Price again the CDRs answered in [start, end), at the rates in force at their answer time.
+
+    Uses each account's tariffs for the leg's role, or `tariff_id` for every CDR. Each CDR whose
+    cost changes gets its new cost and one adjustment in the ledger for the difference, referenced
+    `rerate:<run id>:<leg id>`: running the same run again changes nothing. Accounts are locked one
+    at a time, in id order, and their CDRs read after the lock, so two runs cannot both adjust one CDR.
+    """
+    if not _RUN_ID.fullmatch(run_id):
+        raise ValueError(f"{run_id!r} is not a run id (1-64 letters, digits and ._:-, not first)")
+    if start >= end:
+        raise ValueError("the period to re-rate ends before it starts")
+    report = RerateReport(run_id)
+    in_period = (Cdr.answer_time >= start) & (Cdr.answer_time < end)
+    accounts = select(Cdr.account_id).where(in_period).distinct().order_by(Cdr.account_id)
+    if account_id is not None:
+        accounts = accounts.where(Cdr.account_id == account_id)
+    indexes: dict[int, PrefixIndex] = {}
+    for owner_id in session.execute(accounts).scalars().all():
+        account = ledger.lock_account(session, owner_id)
+        cdrs = session.execute(
+            select(Cdr)
+            .where(in_period, Cdr.account_id == owner_id)
+            .order_by(Cdr.id)
+            .execution_options(populate_existing=True)
+        ).scalars()
+        for cdr in cdrs:
+            _rerate_one(session, report, account, cdr, tariff_id, indexes, now, by)
+    return report
+
+
+def _rerate_one(
+    session: Session,
+    report: RerateReport,
+    account: Account,
+    cdr: Cdr,
+    tariff_id: int | None,
+    indexes: dict[int, PrefixIndex],
+    now: datetime,
+    by: str,
+) -> None:
+    report.examined += 1
+    reference = rerate_reference(report.run_id, cdr.leg_id)
+    if session.execute(select(LedgerEntry.id).where(LedgerEntry.reference == reference)).first():
+        report.already_done += 1
+        return
+    tariff = tariff_id if tariff_id is not None else tariff_for(account, cdr.role)
+    if tariff is None:
+        report.unrated += 1
+        return
+    if tariff not in indexes:
+        indexes[tariff] = load_index(session, tariff)
+    entry = indexes[tariff].lookup(cdr.number, cdr.answer_time)
+    if entry is None:
+        report.unrated += 1
+        return
+    cost = entry.price.cost(cdr.duration_seconds)
+    if cost == cdr.cost:
+        return
+    difference = cdr.cost - cost
+    call = f"+{cdr.number} of {cdr.answer_time:%Y-%m-%d %H:%M}"
+    description = f"re-rating {report.run_id}: call {call} {cdr.cost} -> {cost}"
+    ledger.post(session, account.id, LedgerKind.ADJUSTMENT, difference, reference, description[:255], by or RATED_BY)
+    cdr.cost = cost
+    cdr.billed_seconds = entry.price.billed_seconds(cdr.duration_seconds)
+    cdr.rate_id = entry.rate_id
+    cdr.destination = entry.destination
+    cdr.price_per_minute = entry.price.per_minute
+    cdr.connect_fee = entry.price.connect_fee
+    cdr.rated_at = now
+    report.changed += 1
+    report.credited[cdr.currency] = report.credited.get(cdr.currency, Decimal(0)) + difference

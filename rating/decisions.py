@@ -1,0 +1,86 @@
+"""May this call start, and for how long: the pure part of credit control (no I/O).
+
+rating/credit.py gathers the facts from the database (the rate, the free credit, the call's legs
+already running) and asks `decide`; the benchmark asks it directly, in process.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from rating.prefix_index import RateEntry
+from rating.pricing import MAX_LEG_SECONDS, Leg, max_duration
+
+
+class Reason(enum.StrEnum):
+    """Why a call is refused: callers turn each into a prompt or an SMS."""
+
+    NO_RATE = "no_rate"  # the destination has no rate in the account's tariff (or no tariff)
+    INSUFFICIENT_CREDIT = "insufficient_credit"  # the first billed increment does not fit the credit
+    ACCOUNT_SUSPENDED = "account_suspended"  # the account is suspended or closed
+    TOO_MANY_CALLS = "too_many_calls"  # the account already has max_concurrent_calls calls up
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Credit reserved for one leg: the leg may talk `granted_seconds` from its answer."""
+
+    leg_id: str
+    granted_seconds: int
+    added_seconds: int  # by the operation that returned this grant; 0: it could not be extended
+    amount: Decimal  # reserved in total for the leg: the cost of `granted_seconds`
+    expires_at: datetime  # extend before then, or cut the leg at this moment at the latest
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    # The longest the new leg can last, with the call's other legs running along, on the credit
+    # available now (free credit plus what this call has reserved); 0 when refused. An upper bound:
+    # other calls of the account may use the same credit meanwhile.
+    max_seconds: int
+    reason: Reason | None = None
+    rate: RateEntry | None = None
+    grant: Grant | None = None  # set by credit.reserve
+
+
+@dataclass(frozen=True, slots=True)
+class RunningLeg:
+    """A leg of the same call already up: its price, seconds talked, and the amount it holds."""
+
+    leg: Leg
+    reserved_micro: int
+
+
+def refuse(reason: Reason, rate: RateEntry | None = None) -> Decision:
+    return Decision(False, 0, reason, rate)
+
+
+def decide(
+    rate: RateEntry | None, free_micro: int, running: Sequence[RunningLeg] = (), cap: int = MAX_LEG_SECONDS
+) -> Decision:
+    """Allow a new leg at `rate` if free credit pays its first billed increment; say for how long.
+
+    `free_micro` is the account's free credit in micro-units (balance + credit limit - active
+    reservations). A leg must get past its grace seconds to be worth placing: one billed second
+    brings in the whole first increment, so "fits one more second than the grace" is exactly
+    "fits the first increment".
+    """
+    if rate is None:
+        return refuse(Reason.NO_RATE)
+    price = rate.price
+    alone = max_duration((Leg(price),), free_micro, cap)
+    if alone <= price.grace_seconds:
+        return refuse(Reason.INSUFFICIENT_CREDIT, rate)
+    if not running:
+        return Decision(True, alone, None, rate)
+    legs = [item.leg for item in running]
+    legs.append(Leg(price))
+    together = max_duration(legs, free_micro + sum(item.reserved_micro for item in running), cap)
+    if together <= price.grace_seconds:
+        return refuse(Reason.INSUFFICIENT_CREDIT, rate)
+    return Decision(True, together, None, rate)
