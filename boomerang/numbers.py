@@ -50,3 +50,27 @@ def from_carrier(user: str, country_code: str | None = None, national_prefix: st
     if country_code and national_prefix and raw.startswith(national_prefix) and not raw.startswith("00"):
         raw = country_code + raw[len(national_prefix) :]
     return to_e164(raw)
+
+
+def for_gateway(
+    e164: str,
+    number_format: str = "e164",
+    country_code: str | None = None,
+    national_prefix: str = "0",
+    strip_digits: int = 0,
+    add_prefix: str = "",
+) -> str:
+    """The dialled number as a gateway expects it: its format, then its strip and prefix rules.
+
+    number_format: "e164" (447700900123), "plus_e164" (+447700900123) or "national" (07700900123
+    for numbers of the gateway's country, 00 + E.164 for the others).
+    """
+    if number_format == "plus_e164":
+        dialled = "+" + e164
+    elif number_format == "national" and country_code and e164.startswith(country_code):
+        dialled = national_prefix + e164[len(country_code) :]
+    elif number_format == "national":
+        dialled = "00" + e164
+    else:
+        dialled = e164
+    return add_prefix + dialled[strip_digits:]

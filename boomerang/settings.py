@@ -47,6 +47,7 @@ class Settings:
     database_url: str
     sip_listen: HostPort
     sip_workers: int
+    sip_max_leg_seconds: int
     metrics_listen: HostPort
     triggers_repeat_window_seconds: int
     triggers_per_caller_per_hour: int
@@ -192,6 +193,7 @@ PARSERS: dict[tuple[str, str], Callable[[Any], Any]] = {
     ("database", "url"): _database_url,
     ("sip", "listen"): _host_port,
     ("sip", "workers"): _integer(1, 64),
+    ("sip", "max_leg_seconds"): _integer(10, 86400),
     ("metrics", "listen"): _host_port,
     ("triggers", "repeat_window_seconds"): _integer(0, 86400),
     ("triggers", "per_caller_per_hour"): _integer(1, 3600),

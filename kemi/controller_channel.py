@@ -22,7 +22,8 @@ def send(message):
     KSR.evapi.relay(json.dumps(message, separators=(",", ":")))
 
 
-def on_event(evname):
+def on_event(evname, commands):
+    """An evapi event; `commands` maps a message type to the function that carries it out."""
     if evname == "evapi:connection-new":
         # A reconnecting client reuses a slot and would inherit an old tag: set it every time.
         KSR.evapi.set_tag(CONTROLLER_TAG)
@@ -32,11 +33,11 @@ def on_event(evname):
         KSR.warn("call controller disconnected\n")
         return 1
     if evname == "evapi:message-received":
-        return _on_message(KSR.pv.get("$evapi(msg)"))
+        return _on_message(KSR.pv.get("$evapi(msg)"), commands)
     return 1
 
 
-def _on_message(text):
+def _on_message(text, commands):
     try:
         message = json.loads(text)
         kind = message["type"]
@@ -45,6 +46,12 @@ def _on_message(text):
         return 1
     if kind == "ping":
         send({"type": "pong", "ping": message.get("id")})
-        return 1
-    KSR.err("unknown message type from the call controller: " + str(kind)[:50] + "\n")
+    elif kind in commands:
+        try:
+            commands[kind](message)
+        except (KeyError, TypeError, ValueError) as exc:
+            KSR.err("bad " + kind + " command from the call controller: " + repr(exc)[:200] + "\n")
+            send({"type": "command_error", "command": kind, "leg": message.get("leg"), "error": repr(exc)[:200]})
+    else:
+        KSR.err("unknown message type from the call controller: " + str(kind)[:50] + "\n")
     return 1

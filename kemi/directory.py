@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from boomerang.numbers import for_gateway
 from boomerang.settings import load
 from boomerang.store import make_engine, read_only_factory, session_factory, transaction
-from boomerang.store.models import AccessNumber, AuthorizedCallerId, CallbackSession, Gateway
+from boomerang.store.models import AccessNumber, AuthorizedCallerId, CallbackSession, Gateway, NumberFormat
 
 CACHE_SECONDS = 5.0
 
@@ -43,6 +44,7 @@ class Directory:
         self._pid = None
         self._writes = self._reads = None
         self._gateways = ([], 0.0)
+        self._outbound = ([], 0.0)
         self._access_numbers = ({}, 0.0)
 
     def _factories(self):
@@ -72,6 +74,26 @@ class Directory:
             if ip in gateway.network:
                 return gateway
         return None
+
+    def outbound_routes(self, e164):
+        """Where to send a call to this number, in order of preference: gateway, R-URI, outbound proxy."""
+        gateways, loaded = self._outbound
+        if time.monotonic() - loaded > CACHE_SECONDS:
+            gateways = self._load_outbound()
+            self._outbound = (gateways, time.monotonic())
+        routes = []
+        for gateway in gateways:
+            dialled = for_gateway(
+                e164,
+                gateway.number_format.value,
+                gateway.country_code,
+                gateway.national_prefix,
+                gateway.strip_digits,
+                gateway.add_prefix,
+            )
+            host = gateway.uri.split(":", 1)[1].rsplit("@", 1)[-1].split(";", 1)[0]
+            routes.append({"gateway": gateway.name, "ruri": f"sip:{dialled}@{host}", "ouri": gateway.uri})
+        return routes
 
     def access_number(self, number):
         numbers, loaded = self._access_numbers
@@ -125,6 +147,19 @@ class Directory:
             ]
         # Most specific network first, so a carrier's /32 wins over a wider range.
         return sorted(gateways, key=lambda g: g.network.prefixlen, reverse=True)
+
+    def _load_outbound(self):
+        with self.reading() as session:
+            gateways = list(
+                session.execute(
+                    select(Gateway).where(Gateway.enabled.is_(True)).order_by(Gateway.priority, Gateway.id)
+                ).scalars()
+            )
+        if not gateways:  # nothing provisioned: every leg goes to the configured default gateway
+            gateways = [Gateway(name="default", uri=self.settings.carrier_default_gateway)]
+            gateways[0].number_format, gateways[0].country_code = NumberFormat.E164, None
+            gateways[0].national_prefix, gateways[0].strip_digits, gateways[0].add_prefix = "0", 0, ""
+        return gateways
 
     def _load_access_numbers(self):
         with self.reading() as session:

@@ -13,6 +13,8 @@ from boomerang.settings import load
 TRIGGERS = "boomerang_triggers_total"  # label outcome: callback, repeat, caller_limit, ...
 REFUSED = "boomerang_sip_refused_total"  # label reason: untrusted, flood, relay, not_found
 SMS_RECEIVED = "boomerang_sms_received_total"
+# label event: originated, answered, failed, ended_peer, ... Active legs = answered - ended_*.
+LEGS = "boomerang_legs_total"
 
 
 def trigger(outcome):
@@ -25,6 +27,10 @@ def refused(reason):
 
 def sms_received():
     KSR.xhttp_prom.counter_inc_l0(SMS_RECEIVED, 1)
+
+
+def leg(event):
+    KSR.xhttp_prom.counter_inc_l1(LEGS, 1, event)
 
 
 def serve_http():

@@ -19,7 +19,7 @@ if os.environ.get("VIRTUAL_ENV"):
 if _PROJECT_ROOT not in sys.path:
     sys.path.insert(0, _PROJECT_ROOT)
 
-from kemi import access_triggers, controller_channel, metrics, sms_ingress  # noqa: E402
+from kemi import access_triggers, controller_channel, legs, metrics, sms_ingress  # noqa: E402
 from kemi.directory import Directory  # noqa: E402
 
 EXIT = -255  # a route function's "stop here" (KEMI convention for exit)
@@ -32,6 +32,13 @@ def mod_init():
 class KamailioRouting:
     def __init__(self):
         self.directory = Directory()
+        # What the call controller may ask of the SIP edge (kemi/controller_channel.py).
+        self.controller_commands = {
+            "originate": lambda message: legs.originate(self.directory, message),
+            "hangup": legs.hangup,
+            "set_max_duration": lambda message: legs.set_max_duration(self.directory, message),
+            "reinvite": legs.reinvite,
+        }
 
     def child_init(self, rank):
         return 0
@@ -53,6 +60,8 @@ class KamailioRouting:
         if self.route_cancel_and_ack() == EXIT:
             return 1
         if self.route_options() == EXIT:
+            return 1
+        if legs.on_in_dialog_request():  # BYE, re-INVITE, INFO from the far end of one of our legs
             return 1
         if self.route_within_dialog() == EXIT:
             return 1
@@ -140,13 +149,26 @@ class KamailioRouting:
         """Resumed after an access number's ring time."""
         return access_triggers.ring_end()
 
+    def ksr_reply_route(self, msg):
+        legs.on_reply()
+        return 1
+
     def ksr_onsend_route(self, msg):
         return 1
 
     # --- events ---------------------------------------------------------------------------------
 
     def ksr_evapi_event(self, msg, evname):
-        return controller_channel.on_event(evname)
+        return controller_channel.on_event(evname, self.controller_commands)
+
+    def ksr_uac_event(self, msg, evname):
+        legs.on_failure()
+        return 1
+
+    def ksr_htable_event(self, msg, evname):
+        if evname == "htable:expired:" + legs.DEADLINES:
+            legs.on_deadline_expired()
+        return 1
 
     def ksr_xhttp_event(self, msg, evname):
         return metrics.serve_http()

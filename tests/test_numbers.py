@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from boomerang.numbers import InvalidNumber, from_carrier, to_e164
+from boomerang.numbers import InvalidNumber, for_gateway, from_carrier, to_e164
 
 
 @pytest.mark.parametrize(
@@ -43,3 +43,18 @@ def test_carrier_presentations(user, country, e164):
 def test_a_national_number_without_the_gateways_country_is_refused():
     with pytest.raises(InvalidNumber):
         from_carrier("07700900123")
+
+
+@pytest.mark.parametrize(
+    ("options", "dialled"),
+    [
+        ({}, "447700900123"),
+        ({"number_format": "plus_e164"}, "+447700900123"),
+        ({"number_format": "national", "country_code": "44"}, "07700900123"),
+        ({"number_format": "national", "country_code": "1"}, "00447700900123"),
+        ({"strip_digits": 2, "add_prefix": "9#"}, "9#7700900123"),
+        ({"number_format": "national", "country_code": "44", "add_prefix": "1010"}, "101007700900123"),
+    ],
+)
+def test_numbers_as_each_gateway_expects_them(options, dialled):
+    assert for_gateway("447700900123", **options) == dialled

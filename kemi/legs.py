@@ -1,0 +1,349 @@
+"""Call legs the controller places: Kamailio carries out the SIP, the controller decides.
+
+A leg is an INVITE that Kamailio originates (uac module) to a carrier gateway, with the SDP the
+controller got from rtpengine. Its state lives in the shared htable `legs` (JSON, keyed by Call-ID),
+so whichever worker sees a reply or an in-dialog request can act on it:
+
+    calling --(2xx)--> answered --(BYE either way, or the hard deadline)--> gone
+       |--(5xx, 408: next gateway)--> calling
+       '--(other final reply, or no gateway left)--> gone (leg_failed)
+
+Every leg has a hard maximum duration enforced here (htable `leg_deadline` expiry sends the BYE), so
+a controller that dies cannot leave a call up. Events go to the controller over evapi.
+"""
+
+import json
+
+import KSR
+
+from kemi import controller_channel, metrics
+
+LEGS = "legs"
+DEADLINES = "leg_deadline"
+LEG_STATE_SECONDS = 86400  # a leg's record outlives any call, and is removed when the leg ends
+UAC_FIRST_CSEQ = 10  # uac_req_send numbers its INVITE 10
+FAILOVER_CODES = (408, 500, 502, 503, 504)  # the gateway failed, not the called party: try the next
+
+
+class LegStore:
+    """JSON records in the `legs` htable; callers hold the per-leg lock while they change one."""
+
+    @staticmethod
+    def get(call_id):
+        value = KSR.htable.sht_get(LEGS, call_id)
+        return json.loads(value) if value else None
+
+    @staticmethod
+    def put(leg):
+        KSR.htable.sht_setxs(LEGS, leg["call_id"], json.dumps(leg, separators=(",", ":")), LEG_STATE_SECONDS)
+
+    @staticmethod
+    def remove(call_id, deadline_expiring=False):
+        KSR.htable.sht_rm(LEGS, call_id)
+        if not deadline_expiring:  # htable frees an expiring item itself: removing it too is a double free
+            KSR.htable.sht_rm(DEADLINES, call_id)
+
+    @staticmethod
+    def lock(call_id):
+        KSR.htable.sht_lock(LEGS, call_id)
+
+    @staticmethod
+    def unlock(call_id):
+        KSR.htable.sht_unlock(LEGS, call_id)
+
+
+def call_id_for(leg_id):
+    return leg_id + "@boomerang"
+
+
+def _event(leg, kind, **fields):
+    controller_channel.send(dict(fields, type=kind, leg=leg["leg"]))
+
+
+# --- commands from the controller ------------------------------------------------------------------
+
+
+def originate(directory, command):
+    """{"type": "originate", "leg", "target" (E.164), "caller_id", "sdp", "max_seconds"}."""
+    leg_id = str(command["leg"])
+    routes = directory.outbound_routes(str(command["target"]))
+    ceiling = directory.settings.sip_max_leg_seconds
+    max_seconds = min(int(command.get("max_seconds") or ceiling), ceiling)
+    leg = {
+        "leg": leg_id,
+        "call_id": call_id_for(leg_id),
+        "caller_id": str(command.get("caller_id") or ""),
+        "sdp": str(command.get("sdp") or ""),
+        "routes": routes,
+        "attempt": 0,
+        "state": "calling",
+        "max_seconds": max_seconds,
+        "local": str(directory.settings.sip_listen),
+    }
+    if not routes:
+        _event(leg, "leg_failed", code=503, reason="no gateway for this number")
+        return
+    LegStore.put(leg)
+    metrics.leg("originated")
+    _send_invite(leg)
+
+
+def _send_invite(leg):
+    route = leg["routes"][leg["attempt"]]
+    local, caller = leg["local"], leg["caller_id"] or "anonymous"
+    from_uri = "sip:" + caller + "@" + local.rsplit(":", 1)[0]
+    headers = (
+        "Contact: <sip:boomerang@" + local + ">\r\n"
+        "P-Asserted-Identity: <" + from_uri + ">\r\n"
+        "Content-Type: application/sdp\r\n"
+    )
+    for name, value in (
+        ("method", "INVITE"),
+        ("ruri", route["ruri"]),
+        ("furi", from_uri),
+        ("turi", route["ruri"]),
+        ("ouri", route["ouri"]),
+        ("callid", leg["call_id"]),
+        ("hdrs", headers),
+        ("body", leg["sdp"]),
+        ("evparam", leg["call_id"]),  # identifies the leg in on_failure, even when no reply came
+    ):
+        KSR.pv.sets("$uac_req(" + name + ")", value)
+    KSR.pv.seti("$uac_req(evroute)", 2)
+    _event(leg, "leg_dialing", gateway=route["gateway"], attempt=leg["attempt"])
+    if KSR.uac.uac_req_send() < 0:
+        LegStore.remove(leg["call_id"])
+        metrics.leg("failed")
+        _event(leg, "leg_failed", code=500, reason="the INVITE could not be sent")
+
+
+def hangup(command):
+    """{"type": "hangup", "leg"}: BYE an answered leg, CANCEL a ringing one."""
+    call_id = call_id_for(str(command["leg"]))
+    LegStore.lock(call_id)
+    try:
+        leg = LegStore.get(call_id)
+        if leg is None:
+            return
+        if leg["state"] == "answered":
+            _send_bye(leg)
+            _ended(leg, "platform")
+        else:
+            leg["cancelled"] = True  # the 487 that follows is reported as cancelled, not failed
+            LegStore.put(leg)
+            KSR.tmx.t_cancel_callid(call_id, str(leg.get("invite_cseq", UAC_FIRST_CSEQ)), 0)
+    finally:
+        LegStore.unlock(call_id)
+
+
+def set_max_duration(directory, command):
+    """{"type": "set_max_duration", "leg", "seconds"}: the leg is cut that many seconds from now."""
+    call_id = call_id_for(str(command["leg"]))
+    seconds = max(1, min(int(command["seconds"]), directory.settings.sip_max_leg_seconds))
+    LegStore.lock(call_id)
+    try:
+        leg = LegStore.get(call_id)
+        if leg is None:
+            return
+        leg["max_seconds"] = seconds
+        LegStore.put(leg)
+        if leg["state"] == "answered":
+            KSR.htable.sht_setxs(DEADLINES, call_id, leg["leg"], seconds)
+    finally:
+        LegStore.unlock(call_id)
+
+
+def reinvite(command):
+    """{"type": "reinvite", "leg", "sdp"}: offer new media to an answered leg."""
+    call_id = call_id_for(str(command["leg"]))
+    LegStore.lock(call_id)
+    try:
+        leg = LegStore.get(call_id)
+        if leg is None or leg["state"] != "answered":
+            return
+        leg["sdp"] = str(command["sdp"])
+        headers = "Contact: <sip:boomerang@" + leg["local"] + ">\r\nContent-Type: application/sdp\r\n"
+        _send_in_dialog(leg, "INVITE", headers, leg["sdp"])
+        LegStore.put(leg)
+    finally:
+        LegStore.unlock(call_id)
+
+
+# --- replies to our INVITEs ------------------------------------------------------------------------
+
+
+def on_reply():
+    """Reply route: 1xx (with early-media SDP if any) and the 2xx of one of our INVITEs.
+
+    Failures are handled in on_failure: the uac module runs that for negative replies and timeouts.
+    """
+    call_id = KSR.pv.get("$ci") or ""
+    code = int(KSR.pv.get("$rs") or 0)
+    if KSR.htable.sht_get(LEGS, call_id) is None or code == 100 or code >= 300 or KSR.pv.get("$rm") != "INVITE":
+        return
+    LegStore.lock(call_id)
+    try:
+        leg = LegStore.get(call_id)
+        if leg is None:
+            return
+        if code < 200:
+            body = KSR.pv.get("$rb") or ""
+            _event(leg, "leg_progress", code=code, sdp=body if "v=0" in body else "")
+        elif leg["state"] == "calling":  # a retransmitted 200 changes nothing
+            _answered(leg)
+    finally:
+        LegStore.unlock(call_id)
+
+
+def on_failure():
+    """uac event route: a negative final reply, or a local timeout, for one of our INVITEs."""
+    call_id = KSR.pv.get("$uac_req(evparam)") or ""
+    code = int(KSR.pv.get("$uac_req(evcode)") or 408)
+    LegStore.lock(call_id)
+    try:
+        leg = LegStore.get(call_id)
+        if leg is None:
+            return
+        if leg["state"] != "calling":
+            return
+        if code in FAILOVER_CODES and not leg.get("cancelled") and leg["attempt"] + 1 < len(leg["routes"]):
+            leg["attempt"] += 1
+            LegStore.put(leg)
+            _send_invite(leg)
+        else:
+            LegStore.remove(call_id)
+            metrics.leg("failed")
+            if leg.get("cancelled"):
+                _event(leg, "leg_cancelled", code=code)
+            else:
+                _event(leg, "leg_failed", code=code)
+    finally:
+        LegStore.unlock(call_id)
+
+
+def _answered(leg):
+    leg.update(
+        state="answered",
+        from_tag=KSR.pv.get("$ft"),
+        to_tag=KSR.pv.get("$tt"),
+        from_uri=KSR.pv.get("$fu"),
+        to_uri=KSR.pv.get("$tu"),
+        remote_target=_contact_uri(KSR.pv.get("$hdr(Contact)") or "") or KSR.pv.get("$tu"),
+        route_set=list(reversed(_record_routes())),
+        cseq=int(KSR.pv.get("$cs") or UAC_FIRST_CSEQ),
+    )
+    LegStore.put(leg)
+    KSR.htable.sht_setxs(DEADLINES, leg["call_id"], leg["leg"], leg["max_seconds"])
+    metrics.leg("answered")
+    _event(leg, "leg_answered", sdp=KSR.pv.get("$rb") or "", gateway=leg["routes"][leg["attempt"]]["gateway"])
+
+
+def _contact_uri(value):
+    value = value.split(",")[0].strip()
+    if "<" in value:
+        return value[value.index("<") + 1 : value.index(">")]
+    return value.split(";")[0]
+
+
+def _record_routes():
+    routes, index = [], 0
+    while True:
+        value = KSR.hdr.get_idx("Record-Route", index)
+        if value is None:
+            return routes
+        routes += [part.strip() for part in value.split(",") if part.strip()]
+        index += 1
+
+
+# --- requests within a leg's dialog, from the far end ------------------------------------------
+
+
+def on_in_dialog_request():
+    """A request within one of our legs' dialogs; returns False when it is not ours."""
+    call_id = KSR.pv.get("$ci") or ""
+    if KSR.siputils.has_totag() < 0 or KSR.htable.sht_get(LEGS, call_id) is None:
+        return False
+    if KSR.is_ACK():
+        return True  # the far end acknowledging our 200 to its re-INVITE
+    LegStore.lock(call_id)
+    try:
+        leg = LegStore.get(call_id)
+        if leg is None:
+            KSR.sl.sl_send_reply(481, "Call/Transaction Does Not Exist")
+            return True
+        method = KSR.pv.get("$rm")
+        if method == "BYE":
+            KSR.sl.sl_send_reply(200, "OK")
+            _ended(leg, "peer")
+        elif method == "INFO":
+            digit = _dtmf_relay_digit(KSR.pv.get("$rb") or "")
+            KSR.sl.sl_send_reply(200, "OK")
+            if digit is not None:
+                _event(leg, "leg_dtmf", digit=digit, source="info")
+        elif method == "INVITE":
+            # Keep media as it is: answer with the SDP we last offered, and tell the controller.
+            KSR.hdr.append_to_reply("Contact: <sip:boomerang@" + leg["local"] + ">\r\n")
+            KSR.textops.set_reply_body(leg["sdp"], "application/sdp")
+            KSR.sl.sl_send_reply(200, "OK")
+            _event(leg, "leg_reinvite", sdp=KSR.pv.get("$rb") or "")
+        else:
+            KSR.sl.sl_send_reply(200, "OK")
+    finally:
+        LegStore.unlock(call_id)
+    return True
+
+
+def _dtmf_relay_digit(body):
+    for line in body.splitlines():
+        name, _, value = line.partition("=")
+        if name.strip().lower() == "signal" and value.strip():
+            return value.strip()[0]
+    return None
+
+
+# --- ending ----------------------------------------------------------------------------------------
+
+
+def on_deadline_expired():
+    """htable expiry of `leg_deadline`: the leg reached its hard maximum duration."""
+    call_id = KSR.pv.get("$shtrecord(key)") or ""
+    LegStore.lock(call_id)
+    try:
+        leg = LegStore.get(call_id)
+        if leg is None or leg["state"] != "answered":
+            return
+        _send_bye(leg)
+        _ended(leg, "max_duration", deadline_expiring=True)
+    finally:
+        LegStore.unlock(call_id)
+
+
+def _ended(leg, by, deadline_expiring=False):
+    LegStore.remove(leg["call_id"], deadline_expiring)
+    metrics.leg("ended_" + by)
+    _event(leg, "leg_ended", by=by)
+
+
+def _send_bye(leg):
+    _send_in_dialog(leg, "BYE", "", "")
+
+
+def _send_in_dialog(leg, method, extra_headers, body):
+    leg["cseq"] += 1
+    routes = leg.get("route_set") or []
+    headers = (
+        "From: <" + leg["from_uri"] + ">;tag=" + leg["from_tag"] + "\r\n"
+        "To: <" + leg["to_uri"] + ">;tag=" + leg["to_tag"] + "\r\n"
+        "Call-ID: " + leg["call_id"] + "\r\n"
+        "CSeq: "
+        + str(leg["cseq"])
+        + " "
+        + method
+        + "\r\n"
+        + ("Route: " + ", ".join(routes) + "\r\n" if routes else "")
+        + "Max-Forwards: 70\r\n"
+        + extra_headers
+    )
+    next_hop = _contact_uri(routes[0]) if routes else ""
+    KSR.tm.t_uac_send(method, leg["remote_target"], next_hop, "", headers, body)
+    LegStore.put(leg)
