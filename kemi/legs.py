@@ -20,6 +20,7 @@ from kemi import controller_channel, metrics
 
 LEGS = "legs"
 DEADLINES = "leg_deadline"
+COUNTERS = "leg_counters"  # "answered": legs up right now, on this Kamailio
 LEG_STATE_SECONDS = 86400  # a leg's record outlives any call, and is removed when the leg ends
 UAC_FIRST_CSEQ = 10  # uac_req_send numbers its INVITE 10
 FAILOVER_CODES = (408, 500, 502, 503, 504)  # the gateway failed, not the called party: try the next
@@ -234,6 +235,7 @@ def _answered(leg):
     )
     LegStore.put(leg)
     KSR.htable.sht_setxs(DEADLINES, leg["call_id"], leg["leg"], leg["max_seconds"])
+    metrics.active_legs(_count_answered(+1))
     metrics.leg("answered")
     _event(leg, "leg_answered", sdp=KSR.pv.get("$rb") or "", gateway=leg["routes"][leg["attempt"]]["gateway"])
 
@@ -320,8 +322,19 @@ def on_deadline_expired():
 
 def _ended(leg, by, deadline_expiring=False):
     LegStore.remove(leg["call_id"], deadline_expiring)
+    metrics.active_legs(_count_answered(-1))
     metrics.leg("ended_" + by)
     _event(leg, "leg_ended", by=by)
+
+
+def _count_answered(change):
+    KSR.htable.sht_lock(COUNTERS, "answered")
+    try:
+        count = max(int(KSR.htable.sht_get(COUNTERS, "answered") or 0) + change, 0)
+        KSR.htable.sht_seti(COUNTERS, "answered", count)
+        return count
+    finally:
+        KSR.htable.sht_unlock(COUNTERS, "answered")
 
 
 def _send_bye(leg):

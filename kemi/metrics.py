@@ -13,8 +13,8 @@ from boomerang.settings import load
 TRIGGERS = "boomerang_triggers_total"  # label outcome: callback, repeat, caller_limit, ...
 REFUSED = "boomerang_sip_refused_total"  # label reason: untrusted, flood, relay, not_found
 SMS_RECEIVED = "boomerang_sms_received_total"
-# label event: originated, answered, failed, ended_peer, ... Active legs = answered - ended_*.
-LEGS = "boomerang_legs_total"
+LEGS = "boomerang_legs_total"  # label event: originated, answered, failed, ended_peer, ...
+ACTIVE_LEGS = "boomerang_active_legs"
 
 
 def trigger(outcome):
@@ -31,6 +31,10 @@ def sms_received():
 
 def leg(event):
     KSR.xhttp_prom.counter_inc_l1(LEGS, 1, event)
+
+
+def active_legs(count):
+    KSR.xhttp_prom.gauge_set_l0(ACTIVE_LEGS, str(max(int(count or 0), 0)))
 
 
 def serve_http():

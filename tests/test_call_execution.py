@@ -5,6 +5,7 @@ The test stands in for the call controller on the evapi channel; sipp plays the 
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import re
 import time
@@ -204,3 +205,22 @@ def test_a_gateway_that_does_not_answer_at_all_is_skipped(edge, controller, gate
     controller.send({"type": "hangup", "leg": leg})
     assert events_of(controller, leg, "leg_ended")
     assert backup.finish()[0] == 0
+
+
+def test_metrics_show_legs_and_active_calls(edge, controller, gateways):
+    gateway = gateways("primary", "gw_answer.xml")
+    leg = originate(controller)
+    assert events_of(controller, leg, "leg_answered")
+    assert re.search(r"^boomerang_active_legs 1(\.0+)? ", metrics_text(edge[0]), re.M)
+    controller.send({"type": "hangup", "leg": leg})
+    assert events_of(controller, leg, "leg_ended")
+    text = metrics_text(edge[0])
+    assert re.search(r"^boomerang_active_legs 0(\.0+)? ", text, re.M)
+    assert 'boomerang_legs_total{event="failed"}' in text and 'boomerang_legs_total{event="answered"}' in text
+    assert gateway.finish()[0] == 0
+
+
+def metrics_text(settings) -> str:
+    connection = http.client.HTTPConnection(settings.metrics_listen.host, settings.metrics_listen.port, timeout=5)
+    connection.request("GET", "/metrics")
+    return connection.getresponse().read().decode()
