@@ -12,7 +12,7 @@ purpose=${1:-run}
 packages=(
     kamailio kamailio-python3-modules kamailio-sqlite-modules kamailio-mysql-modules
     kamailio-json-modules kamailio-utils-modules kamailio-extra-modules
-    rtpengine-daemon python3-venv python3-dev
+    rtpengine-daemon python3-venv python3-dev espeak-ng sox
 )
 if [ "$purpose" = test ]; then
     packages+=(sip-tester)
