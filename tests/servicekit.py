@@ -157,6 +157,7 @@ class GatewaySim:
         self.process = subprocess.Popen(
             [
                 "sipp", "-sf", str(SIPP_DIR / scenario), "-i", "127.0.0.1", "-p", str(port), "-m", "1",
+                "-mi", "127.0.0.1", "-mp", str(free_port()),
                 "-timeout", f"{int(timeout)}s", "-nostdin", "-trace_msg", "-message_file", str(self.trace),
             ],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir,

@@ -1,0 +1,74 @@
+"""The media of one callback in rtpengine: leg A alone with the IVR first, then bridged to a leg B.
+
+rtpengine is the only media engine; the controller drives it over the ng protocol. A callback is
+one rtpengine call (its Call-ID) with two parties: "A" (the user's phone) and a second party that is
+first a placeholder for the IVR and later the destination leg B:
+
+- `sdp_for_a()`: an offer from the IVR placeholder gives the SDP to INVITE leg A with.
+- `a_answered(sdp)`: A's answer completes the one-legged call: prompts can play to A and A's DTMF is
+  reported.
+- `play()` / `stop()`: prompts to A.
+Party tags double as rtpengine from-tags; "from-tag" names the party that hears a played file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from callback.ng import NgClient
+
+A = "A"
+IVR = "ivr"
+# An SDP for the not-yet-existing second party: rtpengine only needs a well-formed offer.
+PLACEHOLDER_SDP = (
+    "v=0\r\no=boomerang 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 9 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+    "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n"
+)
+INJECTED_DTMF_VOLUME = 63  # rtpengine reports the digits it generates itself with this volume
+
+
+class MediaSession:
+    def __init__(self, ng: NgClient, call_id: str) -> None:
+        self.ng = ng
+        self.call_id = call_id
+
+    async def _command(self, command: str, **params: Any) -> dict[str, Any]:
+        return await self.ng.request(command, **{"call-id": self.call_id, **params})
+
+    async def sdp_for_a(self) -> str:
+        reply = await self._command("offer", **{"from-tag": IVR, "sdp": PLACEHOLDER_SDP, "ICE": "remove"})
+        return reply["sdp"]
+
+    async def a_answered(self, sdp: str) -> None:
+        await self._command("answer", **{"from-tag": IVR, "to-tag": A, "sdp": sdp, "ICE": "remove"})
+        # The placeholder must not receive A's audio or digits (nothing listens there).
+        await self._command("block media", **{"from-tag": A})
+
+    async def play(self, path: str) -> int:
+        """Start playing a WAV file to A; returns its duration in milliseconds."""
+        reply = await self._command("play media", **{"from-tag": A, "file": path})
+        return int(reply.get("duration", 0))
+
+    async def stop(self) -> None:
+        await self._command("stop media", **{"from-tag": A})
+
+    async def statistics(self) -> dict[str, Any]:
+        return await self._command("query")
+
+    async def delete(self) -> None:
+        await self._command("delete", **{"from-tag": A})
+
+
+def dtmf_digit(notification: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(call-id, party tag, digit) from an rtpengine onDTMF notification; None for what to ignore."""
+    if notification.get("notify") != "onDTMF":
+        return None
+    data = notification.get("data") or {}
+    if int(data.get("volume", 0)) == INJECTED_DTMF_VOLUME:
+        return None
+    event = int(data.get("event", -1))
+    digit = {10: "*", 11: "#"}.get(event, str(event) if 0 <= event <= 9 else None)
+    if digit is None:
+        return None
+    return str(data.get("callid", "")), str(data.get("source_tag", "")), digit
