@@ -22,20 +22,17 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from boomerang.store.models import (
-    Account,
-    CallbackSession,
-    CallLeg,
     Cdr,
     LedgerEntry,
     LedgerKind,
-    Reservation,
     ReservationState,
 )
-from rating import ledger
-from rating.credit import tariff_for
+from rating import ledger, queries
+from rating.credit import close, tariff_for
+from rating.ledger import LockedAccount
 from rating.prefix_index import PrefixIndex
 from rating.tariff_cache import TariffCache, load_index, price_of
 
@@ -76,31 +73,28 @@ def settle(
 ) -> Cdr | None:
     """Rate the finished leg: its CDR and charge, once. None for a leg that was never answered
     (its reservation is released). Times default to the leg's `answered_at` and `ended_at`."""
-    found = session.execute(
-        select(CallLeg, CallbackSession.account_id)
-        .join(CallbackSession, CallbackSession.id == CallLeg.session_id)
-        .where(CallLeg.id == leg_id)
-    ).one_or_none()
-    if found is None:
+    leg = queries.run(session, queries.LEG, {"leg_id": leg_id}).one_or_none()
+    if leg is None:
         raise RatingError(f"no leg {leg_id}")
-    leg, account_id = found
-    if account_id is None:
+    if leg.account_id is None:
         raise RatingError(f"leg {leg_id} belongs to no account")
-    account = ledger.lock_account(session, account_id)
-    reservation = session.execute(
-        select(Reservation).where(Reservation.leg_id == leg_id).execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-    cdr = session.execute(
-        select(Cdr).where(Cdr.leg_id == leg_id).execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-    if cdr is not None:
-        _close(reservation, ReservationState.SETTLED, now)
-        return cdr
+    locked = queries.run(
+        session, queries.LOCK_ACCOUNT_WITH_RESERVATION, {"account_id": leg.account_id, "leg_id": leg_id}
+    ).one()
+    account = LockedAccount(*locked[: len(queries.ACCOUNT_COLUMNS)])
+    reservation = locked if locked.reservation_id is not None else None
+    if reservation is None or reservation.state is ReservationState.SETTLED:
+        # Rated already? Only then can a CDR exist: settling closes the reservation with it.
+        query = select(Cdr).where(Cdr.leg_id == leg_id).execution_options(populate_existing=True)
+        cdr = session.execute(query).scalar_one_or_none()
+        if cdr is not None:
+            return cdr
 
     answered_at = answered_at or leg.answered_at
     ended_at = ended_at or leg.ended_at
     if answered_at is None:
-        _close(reservation, ReservationState.RELEASED, now)
+        if reservation is not None:
+            close(session, reservation.reservation_id, ReservationState.RELEASED, now)
         return None
     if ended_at is None:
         raise RatingError(f"leg {leg_id} has not ended")
@@ -113,42 +107,42 @@ def settle(
         tariff_id = tariff_for(account, leg.role)
         entry = _index(session, cache, tariff_id).lookup(leg.number, answered_at) if tariff_id else None
         if entry is None:
-            raise RatingError(f"no rate for +{leg.number} in the tariff of account {account.login}")
+            login = queries.run(session, queries.LOGIN, {"account_id": account.id}).scalar()
+            raise RatingError(f"no rate for +{leg.number} in the tariff of account {login}")
         price, rate_id, destination = entry.price, entry.rate_id, entry.destination
 
     duration = talk_seconds(answered_at, ended_at)
     cost = price.cost(duration)
-    cdr = Cdr(
-        leg_id=leg_id,
-        session_id=leg.session_id,
-        account_id=account.id,
-        role=leg.role,
-        number=leg.number,
-        destination=destination,
-        answer_time=answered_at,
-        end_time=ended_at,
-        duration_seconds=duration,
-        billed_seconds=price.billed_seconds(duration),
-        rate_id=rate_id,
-        price_per_minute=price.per_minute,
-        connect_fee=price.connect_fee,
-        cost=cost,
-        currency=account.currency,
-        rated_at=now,
-    )
-    session.add(cdr)
+    values = {
+        "leg_id": leg_id,
+        "session_id": leg.session_id,
+        "account_id": account.id,
+        "role": leg.role,
+        "number": leg.number,
+        "destination": destination,
+        "answer_time": answered_at,
+        "end_time": ended_at,
+        "duration_seconds": duration,
+        "billed_seconds": price.billed_seconds(duration),
+        "rate_id": rate_id,
+        "price_per_minute": price.per_minute,
+        "connect_fee": price.connect_fee,
+        "cost": cost,
+        "currency": account.currency,
+        "rated_at": now,
+    }
+    inserted = queries.run(session, queries.INSERT_CDR, values)
     if cost:
         description = f"call {leg.role.value} +{leg.number} {destination}, {duration} s"[:255]
-        ledger.post(session, account.id, LedgerKind.CHARGE, -cost, charge_reference(leg_id), description, RATED_BY)
-    _close(reservation, ReservationState.SETTLED, now)
-    session.flush()
+        ledger.append(session, account, LedgerKind.CHARGE, -cost, charge_reference(leg_id), description, RATED_BY)
+    if reservation is not None:
+        close(session, reservation.reservation_id, ReservationState.SETTLED, now)
+    # The row was written with Core; hand the caller the same CDR as a persistent ORM object
+    # without reading it back.
+    cdr = Cdr(id=inserted.inserted_primary_key[0], **values)
+    make_transient_to_detached(cdr)
+    session.add(cdr)
     return cdr
-
-
-def _close(reservation: Reservation | None, state: ReservationState, now: datetime) -> None:
-    if reservation is not None and reservation.state is ReservationState.ACTIVE:
-        reservation.state = state
-        reservation.updated_at = now
 
 
 # --- re-rating -----------------------------------------------------------------------------------
@@ -193,7 +187,7 @@ def rerate(
         accounts = accounts.where(Cdr.account_id == account_id)
     indexes: dict[int, PrefixIndex] = {}
     for owner_id in session.execute(accounts).scalars().all():
-        account = ledger.lock_account(session, owner_id)
+        account = ledger.lock(session, owner_id)
         cdrs = session.execute(
             select(Cdr)
             .where(in_period, Cdr.account_id == owner_id)
@@ -208,7 +202,7 @@ def rerate(
 def _rerate_one(
     session: Session,
     report: RerateReport,
-    account: Account,
+    account: LockedAccount,
     cdr: Cdr,
     tariff_id: int | None,
     indexes: dict[int, PrefixIndex],
@@ -236,7 +230,7 @@ def _rerate_one(
     difference = cdr.cost - cost
     call = f"+{cdr.number} of {cdr.answer_time:%Y-%m-%d %H:%M}"
     description = f"re-rating {report.run_id}: call {call} {cdr.cost} -> {cost}"
-    ledger.post(session, account.id, LedgerKind.ADJUSTMENT, difference, reference, description[:255], by or RATED_BY)
+    ledger.append(session, account, LedgerKind.ADJUSTMENT, difference, reference, description[:255], by or RATED_BY)
     cdr.cost = cost
     cdr.billed_seconds = entry.price.billed_seconds(cdr.duration_seconds)
     cdr.rate_id = entry.rate_id

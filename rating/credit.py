@@ -29,22 +29,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from boomerang.store.models import (
-    Account,
-    AccountStatus,
-    CallbackSession,
-    CallLeg,
-    LegRole,
-    Rate,
-    Reservation,
-    ReservationState,
-)
+from boomerang.store.models import AccountStatus, LegRole, ReservationState
 from boomerang.store.types import to_micro_units
-from rating import ledger
+from rating import ledger, queries
 from rating.decisions import Decision, Grant, Reason, RunningLeg, decide, refuse
+from rating.ledger import LockedAccount
 from rating.prefix_index import RateEntry
 from rating.pricing import Leg, max_duration
 from rating.tariff_cache import TariffCache, price_of
@@ -71,65 +64,75 @@ class Credit:
         return self.balance + self.credit_limit - self.reserved
 
 
-def tariff_for(account: Account, role: LegRole) -> int | None:
+def tariff_for(account: LockedAccount, role: LegRole) -> int | None:
     """Leg A (the call back to the customer) may have its own tariff; leg B uses the account's."""
     if role is LegRole.A and account.callback_tariff_id is not None:
         return account.callback_tariff_id
     return account.tariff_id
 
 
-def _active(session: Session, account_id: int, now: datetime) -> list[Reservation]:
-    query = select(Reservation).where(
-        Reservation.account_id == account_id,
-        Reservation.state == ReservationState.ACTIVE,
-        Reservation.expires_at > now,
-    )
-    return list(session.execute(query.execution_options(populate_existing=True)).scalars())
+def reservation_of(session: Session, leg_id: str) -> Row | None:
+    """The leg's reservation in any state, as a row of queries.RESERVATION_COLUMNS."""
+    return queries.run(session, queries.RESERVATION_OF_LEG, {"leg_id": leg_id}).one_or_none()
 
 
-def _credit(account: Account, active: Sequence[Reservation]) -> Credit:
-    reserved = sum((r.amount for r in active), Decimal(0))
-    return Credit(account.balance, account.credit_limit, reserved, len({r.session_id for r in active}))
+def _holding(session: Session, account_id: int, now: datetime, also: Sequence[str] = ()) -> list[Row]:
+    """The account's reservations holding credit at `now`, and those of legs `also` if active."""
+    if also:
+        return queries.run(session, queries.HOLDING_OR_LEGS, {"account_id": account_id, "now": now, "legs": also}).all()
+    return queries.run(session, queries.HOLDING, {"account_id": account_id, "now": now}).all()
+
+
+def _credit(account: LockedAccount, holding: Sequence[Row]) -> Credit:
+    reserved = sum((r.amount for r in holding), Decimal(0))
+    return Credit(account.balance, account.credit_limit, reserved, len({r.session_id for r in holding}))
 
 
 def credit(session: Session, account_id: int, now: datetime) -> Credit:
     """The account's balance, credit limit, reserved amount and calls (read without a lock)."""
-    account = session.get(Account, account_id, populate_existing=True)
+    account = ledger.peek(session, account_id)
     if account is None:
         raise CreditError(f"no account with id {account_id}")
-    return _credit(account, _active(session, account_id, now))
+    return _credit(account, _holding(session, account_id, now))
 
 
 def _elapsed(session: Session, leg_ids: Sequence[str], now: datetime) -> dict[str, int]:
     """Whole seconds each answered leg has talked by `now` (as it would be billed if it ended now)."""
     if not leg_ids:
         return {}
-    rows = session.execute(select(CallLeg.id, CallLeg.answered_at).where(CallLeg.id.in_(leg_ids)))
+    rows = queries.run(session, queries.ANSWER_TIMES, {"legs": list(leg_ids)})
     return {leg_id: max(0, int((now - answered).total_seconds())) for leg_id, answered in rows if answered}
 
 
 def _assess(
     session: Session,
     cache: TariffCache,
-    account: Account,
+    account: LockedAccount,
     number: str,
     role: LegRole,
     call_id: str | None,
     now: datetime,
-) -> tuple[Decision, Credit]:
-    active = _active(session, account.id, now)
-    credit_now = _credit(account, active)
+    holding: Sequence[Row],
+) -> tuple[Decision, int]:
+    """The decision for a new leg, and the account's free credit in micro-units."""
+    free = to_micro_units(_credit(account, holding).free)
     if account.status is not AccountStatus.ACTIVE:
-        return refuse(Reason.ACCOUNT_SUSPENDED), credit_now
-    ongoing = {r.session_id for r in active}
+        return refuse(Reason.ACCOUNT_SUSPENDED), free
+    ongoing = {r.session_id for r in holding}
     if call_id not in ongoing and len(ongoing) >= account.max_concurrent_calls:
-        return refuse(Reason.TOO_MANY_CALLS), credit_now
+        return refuse(Reason.TOO_MANY_CALLS), free
     tariff_id = tariff_for(account, role)
     rate = cache.get(session, tariff_id).lookup(number, now) if tariff_id is not None else None
-    same_call = [r for r in active if r.session_id == call_id]
-    talked = _elapsed(session, [r.leg_id for r in same_call], now)
-    running = [RunningLeg(Leg(price_of(r), talked.get(r.leg_id, 0)), to_micro_units(r.amount)) for r in same_call]
-    return decide(rate, to_micro_units(credit_now.free), running), credit_now
+    same_call = {r.leg_id: r for r in holding if r.session_id == call_id}
+    if not same_call:
+        return decide(rate, free), free
+    # Legs of this call already up (leg A when B is dialled) run alongside the new one.
+    terms = queries.run(session, queries.RESERVATIONS_OF_LEGS, {"legs": list(same_call)}).all()
+    talked = _elapsed(session, list(same_call), now)
+    running = [
+        RunningLeg(Leg(price_of(r), talked.get(r.leg_id, 0)), to_micro_units(same_call[r.leg_id].amount)) for r in terms
+    ]
+    return decide(rate, free, running), free
 
 
 def authorize(
@@ -148,15 +151,24 @@ def authorize(
     alongside, and it is not a new call for max_concurrent_calls. Use it to announce the maximum
     duration; `reserve` decides for real.
     """
-    account = session.get(Account, account_id, populate_existing=True)
+    account = ledger.peek(session, account_id)
     if account is None:
         raise CreditError(f"no account with id {account_id}")
-    decision, _ = _assess(session, cache, account, number, role, call_id, now)
+    holding = _holding(session, account_id, now)
+    decision, _ = _assess(session, cache, account, number, role, call_id, now, holding)
     return decision
 
 
-def _grant(reservation: Reservation, added: int) -> Grant:
-    return Grant(reservation.leg_id, reservation.granted_seconds, added, reservation.amount, reservation.expires_at)
+def _grant(row: Row, added: int) -> Grant:
+    return Grant(row.leg_id, row.granted_seconds, added, row.amount, row.expires_at)
+
+
+def _rate_entry(session: Session, row: Row) -> RateEntry:
+    """The rate a reservation was made at, as it was then."""
+    since = row.created_at
+    if row.rate_id is not None:
+        since = queries.run(session, queries.RATE_SINCE, {"rate_id": row.rate_id}).scalar() or since
+    return RateEntry(row.rate_id, row.prefix, row.destination, since, price_of(row))
 
 
 def reserve(
@@ -172,65 +184,59 @@ def reserve(
 
     The leg is priced at the rate in force now for its number, in the tariff of its role; the
     price is kept on the reservation, so the call keeps it. Refused legs get a Decision with a
-    reason and reserve nothing. Reserving a leg that already has an active reservation returns
+    reason and reserve nothing. Reserving a leg that already holds an active reservation returns
     that reservation unchanged, so a retried request reserves once.
     """
     if seconds < 1:
         raise ValueError("a reservation is for at least one second")
-    row = session.execute(
-        select(CallLeg.number, CallLeg.role, CallLeg.session_id, CallbackSession.account_id)
-        .join(CallbackSession, CallbackSession.id == CallLeg.session_id)
-        .where(CallLeg.id == leg_id)
-    ).one_or_none()
-    if row is None:
+    leg = queries.run(session, queries.LEG, {"leg_id": leg_id}).one_or_none()
+    if leg is None:
         raise CreditError(f"no leg {leg_id}")
-    if row.account_id is None:
+    if leg.account_id is None:
         raise CreditError(f"leg {leg_id} belongs to no account")
-    account = ledger.lock_account(session, row.account_id)
-    existing = _reservation(session, leg_id)
-    if existing is not None:
-        if existing.state is not ReservationState.ACTIVE:
-            raise CreditError(f"the reservation of leg {leg_id} is {existing.state.value}")
-        rate = session.get(Rate, existing.rate_id) if existing.rate_id is not None else None
-        since = rate.effective_from if rate is not None else existing.created_at
-        entry = RateEntry(existing.rate_id, existing.prefix, existing.destination, since, price_of(existing))
-        return Decision(True, existing.granted_seconds, None, entry, _grant(existing, 0))
+    account = ledger.lock(session, leg.account_id)
+    holding = _holding(session, account.id, now)
+    if any(row.leg_id == leg_id for row in holding):
+        row = reservation_of(session, leg_id)
+        return Decision(True, row.granted_seconds, None, _rate_entry(session, row), _grant(row, 0))
 
-    decision, credit_now = _assess(session, cache, account, row.number, row.role, row.session_id, now)
+    decision, free = _assess(session, cache, account, leg.number, leg.role, leg.session_id, now, holding)
     if not decision.allowed:
         return decision
-    rate = decision.rate
-    granted = min(seconds, decision.max_seconds, max_duration((Leg(rate.price),), credit_now.free))
-    reservation = Reservation(
-        account_id=account.id,
-        session_id=row.session_id,
-        leg_id=leg_id,
-        state=ReservationState.ACTIVE,
-        granted_seconds=granted,
-        amount=rate.price.cost(granted),
-        expires_at=now + timedelta(seconds=ttl_seconds),
-        rate_id=rate.rate_id,
-        prefix=rate.prefix,
-        destination=rate.destination,
-        price_per_minute=rate.price.per_minute,
-        connect_fee=rate.price.connect_fee,
-        initial_increment=rate.price.initial_increment,
-        subsequent_increment=rate.price.subsequent_increment,
-        minimum_duration=rate.price.minimum_duration,
-        grace_seconds=rate.price.grace_seconds,
-        rounding_mode=rate.price.rounding,
-        rounding_digits=rate.price.rounding_digits,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(reservation)
-    session.flush()
-    return Decision(True, decision.max_seconds, None, rate, _grant(reservation, granted))
-
-
-def _reservation(session: Session, leg_id: str) -> Reservation | None:
-    query = select(Reservation).where(Reservation.leg_id == leg_id).execution_options(populate_existing=True)
-    return session.execute(query).scalar_one_or_none()
+    rate, price = decision.rate, decision.rate.price
+    granted = min(seconds, decision.max_seconds, max_duration((Leg(price),), free))
+    grant = Grant(leg_id, granted, granted, price.cost(granted), now + timedelta(seconds=ttl_seconds))
+    try:
+        queries.run(
+            session,
+            queries.INSERT_RESERVATION,
+            {
+                "account_id": account.id,
+                "session_id": leg.session_id,
+                "leg_id": leg_id,
+                "state": ReservationState.ACTIVE,
+                "granted_seconds": granted,
+                "amount": grant.amount,
+                "expires_at": grant.expires_at,
+                "rate_id": rate.rate_id,
+                "prefix": rate.prefix,
+                "destination": rate.destination,
+                "price_per_minute": price.per_minute,
+                "connect_fee": price.connect_fee,
+                "initial_increment": price.initial_increment,
+                "subsequent_increment": price.subsequent_increment,
+                "minimum_duration": price.minimum_duration,
+                "grace_seconds": price.grace_seconds,
+                "rounding_mode": price.rounding,
+                "rounding_digits": price.rounding_digits,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+    except IntegrityError:
+        # The leg has a reservation that is no longer holding credit: it expired or was closed.
+        raise CreditError(f"leg {leg_id} already has a reservation: extend or settle it") from None
+    return Decision(True, decision.max_seconds, None, rate, grant)
 
 
 def extend(
@@ -250,47 +256,52 @@ def extend(
     legs of a suspended account are not extended. The expiry moves on from `now`, except for an
     expired reservation that could not be revived.
     """
-    if not leg_ids:
+    wanted = list(dict.fromkeys(leg_ids))
+    if not wanted:
         return []
-    found = session.execute(select(Reservation.account_id).where(Reservation.leg_id.in_(leg_ids))).scalars().all()
-    if len(found) != len(set(leg_ids)):
+    # Read before the lock: only a reservation's terms are used from here, and they never change.
+    found = {row.leg_id: row for row in queries.run(session, queries.RESERVATIONS_OF_LEGS, {"legs": wanted})}
+    if len(found) != len(wanted):
         raise CreditError("a leg to extend has no reservation")
-    if len(set(found)) != 1:
+    if len({row.account_id for row in found.values()}) != 1:
         raise CreditError("legs extended together belong to one account")
-    account = ledger.lock_account(session, found[0])
-    reservations = [_reservation(session, leg_id) for leg_id in dict.fromkeys(leg_ids)]
-    for reservation in reservations:
-        if reservation.state is not ReservationState.ACTIVE:
-            raise CreditError(f"the reservation of leg {reservation.leg_id} is {reservation.state.value}")
-    active = _active(session, account.id, now)
-    free = to_micro_units(_credit(account, active).free)
-    counted = {r.id for r in active}
+    account = ledger.lock(session, next(iter(found.values())).account_id)
+    rows = _holding(session, account.id, now, also=wanted)
+    by_leg = {row.leg_id: row for row in rows}
+    for leg_id, row in found.items():
+        if leg_id not in by_leg:  # closed since: a closed reservation never reopens
+            raise CreditError(f"the reservation of leg {leg_id} is {ReservationState(row.state).value}")
+    holding = [row for row in rows if row.expires_at > now]
+    mine = [by_leg[leg_id] for leg_id in wanted]
     # What these legs may spend in total: the free credit plus what they already hold (an expired
     # reservation holds nothing any more).
-    budget = free + sum(to_micro_units(r.amount) for r in reservations if r.id in counted)
-    legs = [Leg(price_of(r), r.granted_seconds) for r in reservations]
+    budget = to_micro_units(_credit(account, holding).free)
+    budget += sum(to_micro_units(row.amount) for row in mine if row.expires_at > now)
+    legs = [Leg(price_of(found[row.leg_id]), row.granted_seconds) for row in mine]
     if sum(leg.price.cost_micro(leg.elapsed) for leg in legs) > budget:
-        return [_grant(r, 0) for r in reservations]  # expired, and its credit is gone meanwhile
+        return [_grant(row, 0) for row in mine]  # expired, and its credit is gone meanwhile
     added = max_duration(legs, budget, cap=seconds) if account.status is AccountStatus.ACTIVE else 0
-    for reservation, leg in zip(reservations, legs, strict=True):
-        reservation.granted_seconds += added
-        reservation.amount = leg.price.cost(reservation.granted_seconds)
-        reservation.expires_at = now + timedelta(seconds=ttl_seconds)
-        reservation.updated_at = now
-    session.flush()
-    return [_grant(r, added) for r in reservations]
+    expires_at = now + timedelta(seconds=ttl_seconds)
+    grants = []
+    for row, leg in zip(mine, legs, strict=True):
+        granted = row.granted_seconds + added
+        grant = Grant(row.leg_id, granted, added, leg.price.cost(granted), expires_at)
+        changes = {"new_granted": granted, "new_amount": grant.amount, "new_expiry": expires_at, "now": now}
+        queries.run(session, queries.EXTEND_RESERVATION, {"reservation_id": row.reservation_id, **changes})
+        grants.append(grant)
+    return grants
+
+
+def close(session: Session, reservation_id: int, state: ReservationState, now: datetime) -> bool:
+    """Settle or release an active reservation; the caller holds its account's lock."""
+    changes = {"reservation_id": reservation_id, "new_state": state, "now": now}
+    return queries.run(session, queries.CLOSE_RESERVATION, changes).rowcount == 1
 
 
 def release(session: Session, leg_id: str, *, now: datetime) -> bool:
     """Give back an unused reservation (the leg was not answered). False if none was active."""
-    account_id = session.execute(select(Reservation.account_id).where(Reservation.leg_id == leg_id)).scalar()
-    if account_id is None:
+    found = reservation_of(session, leg_id)
+    if found is None:
         return False
-    ledger.lock_account(session, account_id)
-    reservation = _reservation(session, leg_id)
-    if reservation.state is not ReservationState.ACTIVE:
-        return False
-    reservation.state = ReservationState.RELEASED
-    reservation.updated_at = now
-    session.flush()
-    return True
+    ledger.lock(session, found.account_id)  # the reservation changes only under its account's lock
+    return close(session, found.reservation_id, ReservationState.RELEASED, now)

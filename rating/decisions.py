@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from rating.prefix_index import RateEntry
 from rating.pricing import MAX_LEG_SECONDS, Leg, max_duration
@@ -36,8 +37,9 @@ class Grant:
     expires_at: datetime  # extend before then, or cut the leg at this moment at the latest
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
+    """The answer to "may this leg start?" (a tuple: immutable, and cheap to build per decision)."""
+
     allowed: bool
     # The longest the new leg can last, with the call's other legs running along, on the credit
     # available now (free credit plus what this call has reserved); 0 when refused. An upper bound:
@@ -48,8 +50,7 @@ class Decision:
     grant: Grant | None = None  # set by credit.reserve
 
 
-@dataclass(frozen=True, slots=True)
-class RunningLeg:
+class RunningLeg(NamedTuple):
     """A leg of the same call already up: its price, seconds talked, and the amount it holds."""
 
     leg: Leg
@@ -58,6 +59,9 @@ class RunningLeg:
 
 def refuse(reason: Reason, rate: RateEntry | None = None) -> Decision:
     return Decision(False, 0, reason, rate)
+
+
+_NO_RATE = refuse(Reason.NO_RATE)
 
 
 def decide(
@@ -71,9 +75,14 @@ def decide(
     "fits the first increment".
     """
     if rate is None:
-        return refuse(Reason.NO_RATE)
+        return _NO_RATE
     price = rate.price
-    alone = max_duration((Leg(price),), free_micro, cap)
+    # max_duration((Leg(price),), free_micro, cap), inlined: this runs for every call attempt.
+    if free_micro < 0:
+        alone = 0
+    else:
+        longest = price.longest_duration(free_micro)
+        alone = cap if longest is None or longest > cap else longest
     if alone <= price.grace_seconds:
         return refuse(Reason.INSUFFICIENT_CREDIT, rate)
     if not running:

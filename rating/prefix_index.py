@@ -17,6 +17,8 @@ from datetime import datetime
 
 from rating.pricing import Price
 
+MAX_DIGITS = 15  # an E.164 number has at most 15 digits, and so has a prefix
+
 
 @dataclass(frozen=True, slots=True)
 class RateEntry:
@@ -34,29 +36,37 @@ class PrefixIndex:
         versions: dict[str, list[RateEntry]] = {}
         for entry in entries:
             versions.setdefault(entry.prefix, []).append(entry)
-        # Per prefix: its start times in order and the entries in the same order, for bisection.
-        self._by_prefix: dict[str, tuple[list[datetime], list[RateEntry]]] = {}
+        # Per prefix: its only rate, or its start times in order and its rates in the same order,
+        # for bisection. Most prefixes have one rate, and take the shorter way.
+        self._by_prefix: dict[str, RateEntry | tuple[list[datetime], list[RateEntry]]] = {}
         for prefix, found in versions.items():
+            if len(prefix) > MAX_DIGITS:
+                raise ValueError(f"prefix {prefix} is longer than {MAX_DIGITS} digits")
             found.sort(key=lambda entry: entry.effective_from)
             starts = [entry.effective_from for entry in found]
             if len(set(starts)) != len(starts):
                 raise ValueError(f"prefix {prefix} has two rates from the same moment")
-            self._by_prefix[prefix] = (starts, found)
-        self._lengths = sorted({len(prefix) for prefix in self._by_prefix}, reverse=True)
-        self.size = sum(len(found) for _, found in self._by_prefix.values())
+            self._by_prefix[prefix] = found[0] if len(found) == 1 else (starts, found)
+        lengths = sorted({len(prefix) for prefix in self._by_prefix}, reverse=True)
+        # For a number of n digits, the prefix lengths worth probing, longest first.
+        self._lengths_for = [[length for length in lengths if length <= size] for size in range(MAX_DIGITS + 1)]
+        self.size = sum(len(found) for found in versions.values())
 
     def __len__(self) -> int:
         return self.size
 
     def lookup(self, number: str, at: datetime) -> RateEntry | None:
         """The rate for `number` (E.164 digits) in force at `at`, or None."""
-        by_prefix = self._by_prefix
-        available = len(number)
-        for length in self._lengths:
-            if length > available:
-                continue
-            versions = by_prefix.get(number[:length])
+        if len(number) > MAX_DIGITS:
+            return None
+        probe = self._by_prefix.get
+        for length in self._lengths_for[len(number)]:
+            versions = probe(number[:length])
             if versions is None:
+                continue
+            if versions.__class__ is RateEntry:
+                if versions.effective_from <= at:
+                    return versions
                 continue
             starts, found = versions
             position = bisect_right(starts, at)

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from boomerang import provisioning
 from boomerang.store import transaction
-from boomerang.store.models import Cdr, LedgerEntry, LedgerKind, LegRole
+from boomerang.store.models import CallLeg, Cdr, LedgerEntry, LedgerKind, LegRole
 from rating import cdrs, credit
 from rating.cdrs import RatingError
 from rating.tariff_cache import TariffCache, load_index
@@ -42,7 +42,7 @@ def finished_leg(db, account_id: int, number: str, answered_at: datetime, second
     """A leg as the call controller leaves it: answered, then ended `seconds` later."""
     with transaction(db) as session:
         leg_id = new_leg(session, new_call(session, account_id), number, role, answered_at)
-        leg = session.get(cdrs.CallLeg, leg_id)
+        leg = session.get(CallLeg, leg_id)
         leg.ended_at = answered_at + timedelta(seconds=seconds)
         return leg_id
 

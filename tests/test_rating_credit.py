@@ -303,7 +303,7 @@ def test_release_gives_back_an_unanswered_leg(db, tariffs, cache):
         states = session.execute(select(Reservation.state)).scalars().all()
         assert states == [ReservationState.RELEASED] * 2
         assert balance(session, alice) == Decimal(1)
-        with pytest.raises(CreditError, match="is released"):
+        with pytest.raises(CreditError, match="already has a reservation: extend or settle it"):
             credit.reserve(session, cache, busy, now=T0)
 
 
