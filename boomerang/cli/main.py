@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from boomerang import provisioning
-from boomerang.cli import accounts, database, network, records, run, tariffs
+from boomerang.cli import accounts, database, network, rating, records, run, tariffs
 from boomerang.cli.context import CommandContext, DatabaseNotReady
 from boomerang.settings import SettingsError, load
 
@@ -23,7 +23,7 @@ EXIT_NOT_FOUND = 3
 EXIT_CONFLICT = 4
 EXIT_NOT_READY = 5
 
-COMMAND_GROUPS = (database, accounts, tariffs, network, records, run)
+COMMAND_GROUPS = (database, accounts, tariffs, rating, network, records, run)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,9 @@
-"""`boomerang cdr list` and `boomerang ledger list`."""
+"""`boomerang cdr list` and `boomerang ledger list` (`cdr rerate` is in boomerang/cli/rating.py)."""
 
 from __future__ import annotations
 
 from boomerang import provisioning
+from boomerang.cli import rating
 from boomerang.cli.context import CommandContext
 
 
@@ -20,6 +21,7 @@ def register(groups) -> None:
     listing.add_argument("--account", help="only this account's calls")
     listing.add_argument("--limit", default="100")
     listing.set_defaults(handler=list_cdrs)
+    rating.register_cdr_commands(cdr)
 
     ledger = groups.add_parser("ledger", help="balance changes").add_subparsers(
         dest="command", metavar="ACTION", required=True
