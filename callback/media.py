@@ -8,6 +8,10 @@ first a placeholder for the IVR and later the destination leg B:
 - `a_answered(sdp)`: A's answer completes the one-legged call: prompts can play to A and A's DTMF is
   reported.
 - `play()` / `stop()`: prompts to A.
+- `b_answered(sdp)`: leg B (INVITEd with `sdp_for_b`) answered: the second party becomes B and A and B
+  hear each other, transcoded to A's codec where they differ. With port latching A's ports do not
+  change, so A needs no re-INVITE. A's digits keep being reported while bridged.
+- `b_ended()`: A is alone with the IVR again, ready for another destination.
 Party tags double as rtpengine from-tags; "from-tag" names the party that hears a played file.
 """
 
@@ -32,6 +36,8 @@ class MediaSession:
     def __init__(self, ng: NgClient, call_id: str) -> None:
         self.ng = ng
         self.call_id = call_id
+        self.a_sdp = ""
+        self.sdp_for_b = ""  # what leg B is INVITEd with: rtpengine's side facing the second party
 
     async def _command(self, command: str, **params: Any) -> dict[str, Any]:
         return await self.ng.request(command, **{"call-id": self.call_id, **params})
@@ -41,8 +47,27 @@ class MediaSession:
         return reply["sdp"]
 
     async def a_answered(self, sdp: str) -> None:
-        await self._command("answer", **{"from-tag": IVR, "to-tag": A, "sdp": sdp, "ICE": "remove"})
+        reply = await self._command("answer", **{"from-tag": IVR, "to-tag": A, "sdp": sdp, "ICE": "remove"})
+        self.a_sdp, self.sdp_for_b = sdp, reply["sdp"]
         # The placeholder must not receive A's audio or digits (nothing listens there).
+        await self._command("block media", **{"from-tag": A})
+
+    async def b_answered(self, sdp: str) -> None:
+        await self._command(
+            "offer",
+            **{
+                "from-tag": IVR,
+                "to-tag": A,
+                "sdp": sdp,
+                "ICE": "remove",
+                "flags": ["port latching"],
+                "codec": {"transcode": [first_codec(self.a_sdp)]},
+            },
+        )
+        await self._command("answer", **{"from-tag": IVR, "to-tag": A, "sdp": self.a_sdp, "ICE": "remove"})
+        await self._command("unblock media", **{"from-tag": A})
+
+    async def b_ended(self) -> None:
         await self._command("block media", **{"from-tag": A})
 
     async def play(self, path: str) -> int:
@@ -58,6 +83,22 @@ class MediaSession:
 
     async def delete(self) -> None:
         await self._command("delete", **{"from-tag": A})
+
+
+_STATIC_CODECS = {"0": "PCMU", "8": "PCMA", "9": "G722", "18": "G729"}
+
+
+def first_codec(sdp: str) -> str:
+    """The preferred codec of an SDP's audio stream, by name (PCMA, PCMU, opus...)."""
+    lines = sdp.replace("\r\n", "\n").split("\n")
+    media = next((line.split() for line in lines if line.startswith("m=audio")), [])
+    if len(media) < 4:
+        return "PCMU"
+    payload = media[3]
+    for line in lines:
+        if line.startswith(f"a=rtpmap:{payload} "):
+            return line.split(" ", 1)[1].split("/")[0]
+    return _STATIC_CODECS.get(payload, "PCMU")
 
 
 def dtmf_digit(notification: dict[str, Any]) -> tuple[str, str, str] | None:

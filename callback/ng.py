@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 import os
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +34,9 @@ class NgClient(Link):
         super().__init__(address)
         self.on_notify = on_notify or (lambda message: None)
         self._cookies = itertools.count(1)
-        self._prefix = f"{os.getpid()}_"
+        # rtpengine answers a cookie it has seen recently from its cache (that is how it handles
+        # retransmissions): cookies must never repeat, across clients and restarts alike.
+        self._prefix = f"{os.getpid()}_{secrets.token_hex(4)}_"
         self._pending: dict[bytes, asyncio.Future] = {}
         self._buffer = bytearray()
 

@@ -65,9 +65,16 @@ def _event(leg, kind, **fields):
 
 
 def originate(directory, command):
-    """{"type": "originate", "leg", "target" (E.164), "caller_id", "sdp", "max_seconds"}."""
+    """{"type": "originate", "leg", "target" (E.164), "caller_id", "sdp", "max_seconds"[, "gateways"]}.
+
+    "gateways" (names, in order) restricts the leg to those gateways, e.g. calling a user back through
+    the carrier their trigger came from; without it every enabled gateway is tried by priority.
+    """
     leg_id = str(command["leg"])
     routes = directory.outbound_routes(str(command["target"]))
+    if command.get("gateways"):
+        chosen = [str(name) for name in command["gateways"]]
+        routes = sorted((r for r in routes if r["gateway"] in chosen), key=lambda r: chosen.index(r["gateway"]))
     ceiling = directory.settings.sip_max_leg_seconds
     max_seconds = min(int(command.get("max_seconds") or ceiling), ceiling)
     leg = {

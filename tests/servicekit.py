@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import random
 import socket
 import subprocess
 import threading
@@ -16,28 +17,51 @@ from boomerang import services
 from boomerang.settings import HostPort, Settings
 from boomerang.supervisor import Supervisor, prepare_database
 from callback.evapi import KamailioChannel
+from tests.dtmfpcap import write_key_press
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 
 
+# Ports for the services under test come from below the kernel's ephemeral range (32768 and up on
+# Linux), so an outgoing connection can never take one between our check and the service's bind;
+# media port ranges for rtpengine come from a separate band.
+_SERVICE_PORTS = range(10000, 20000)
+_MEDIA_PORTS = range(20000, 32000, 100)
+_handed_out: set[int] = set()
+
+
+def _free(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
 def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (SIP listens on both)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-        return port
+    """A port free for both UDP and TCP on 127.0.0.1 (SIP listens on both), never handed out twice."""
+    for _ in range(1000):
+        port = random.choice(_SERVICE_PORTS)
+        if port not in _handed_out and _free(port):
+            _handed_out.add(port)
+            return port
     raise RuntimeError("no free port")
+
+
+def _media_range() -> int:
+    for _ in range(1000):
+        start = random.choice(_MEDIA_PORTS)
+        if start not in _handed_out:
+            _handed_out.add(start)
+            return start
+    raise RuntimeError("no free media port range")
 
 
 def service_ports() -> dict[str, str]:
     """Setting overrides that give every service its own free port (names as make_settings takes)."""
-    media = free_port()
+    media = _media_range()
     return {
         "sip_listen": f"127.0.0.1:{free_port()}",
         "rtpengine_ng_listen": f"127.0.0.1:{free_port()}",
@@ -45,8 +69,8 @@ def service_ports() -> dict[str, str]:
         "controller_evapi_listen": f"127.0.0.1:{free_port()}",
         "portal_listen": f"127.0.0.1:{free_port()}",
         "metrics_listen": f"127.0.0.1:{free_port()}",
-        "rtpengine_port_min": str(20000 + media % 20000),
-        "rtpengine_port_max": str(20000 + media % 20000 + 99),
+        "rtpengine_port_min": str(media),
+        "rtpengine_port_max": str(media + 99),
         "sip_workers": "2",
         "portal_workers": "1",
     }
@@ -152,8 +176,8 @@ class GatewaySim:
     the SIP messages it exchanged, so a test can read what we sent it.
     """
 
-    def __init__(self, scenario: str, port: int, workdir: Path, timeout: float = 30) -> None:
-        self.trace = workdir / f"{scenario}-{port}-messages.log"
+    def __init__(self, scenario: str | Path, port: int, workdir: Path, timeout: float = 30) -> None:
+        self.trace = workdir / f"{Path(scenario).name}-{port}-messages.log"
         self.process = subprocess.Popen(
             [
                 "sipp", "-sf", str(SIPP_DIR / scenario), "-i", "127.0.0.1", "-p", str(port), "-m", "1",
@@ -178,3 +202,17 @@ class GatewaySim:
         if self.process.poll() is None:
             self.process.kill()
             self.process.communicate()
+
+
+def phone_scenario(workdir: Path, keys: str, wait_ms: int = 1500, gap_ms: int = 400) -> Path:
+    """A sipp scenario for the user's phone: answer, wait `wait_ms`, key `keys` as RFC 4733 events."""
+    presses = []
+    for index, key in enumerate(keys):
+        pcap = write_key_press(workdir / f"key-{index}-{ord(key)}.pcap", key, index)
+        presses.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n')
+        if index < len(keys) - 1:  # nothing after the last key: the platform may hang up at once
+            presses.append(f'  <pause milliseconds="{gap_ms}"/>\n')
+    template = (SIPP_DIR / "phone_template.xml").read_text()
+    path = workdir / f"phone-{abs(hash((keys, wait_ms)))}.xml"
+    path.write_text(template.replace("{wait_ms}", str(wait_ms)).replace("{keys}", "".join(presses)))
+    return path
