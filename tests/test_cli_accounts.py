@@ -14,31 +14,9 @@ from sqlalchemy import func, select
 
 from boomerang import security
 from boomerang.store.models import Account, AuthorizedCallerId, LedgerEntry
+from tests.clikit import failed, ok, table
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def table(text: str) -> list[dict[str, str]]:
-    """The rows of a tab-separated table printed under a header line."""
-    header, *lines = text.splitlines()
-    names = header.split("\t")
-    return [dict(zip(names, line.split("\t"), strict=True)) for line in lines]
-
-
-def ok(result) -> str:
-    assert result.code == 0, f"exit {result.code}: {result.err}"
-    assert result.err == ""
-    return result.out
-
-
-def failed(result, code: int, *fragments: str) -> None:
-    """The command failed with `code` and one `boomerang: error:` message holding every fragment."""
-    assert result.code == code, f"expected exit {code}, got {result.code}: {result.err or result.out}"
-    assert result.err.startswith("boomerang: error: "), result.err
-    assert result.err.count("\n") == 1, result.err  # one line, no traceback
-    for fragment in fragments:
-        assert fragment in result.err, result.err
-    assert result.out == ""
 
 
 def show(cli, login: str) -> dict[str, str]:

@@ -22,32 +22,12 @@ from boomerang.cli.context import CommandContext
 from boomerang.cli.main import main
 from boomerang.store import make_engine, migrate
 from boomerang.store.models import Account
+from tests.clikit import failed, ok, table
 
 HEAD = migrate.head_revision()
 NOT_MIGRATED = f"the database schema is at nothing, not {HEAD}: run `boomerang db upgrade`"
 BOOMERANG = Path(sys.executable).parent / "boomerang"
 SECRET = "subprocess-secret-" + "7" * 32
-
-
-def table(text: str) -> list[dict[str, str]]:
-    header, *lines = text.splitlines()
-    names = header.split("\t")
-    return [dict(zip(names, line.split("\t"), strict=True)) for line in lines]
-
-
-def ok(result) -> str:
-    assert result.code == 0, f"exit {result.code}: {result.err}"
-    assert result.err == ""
-    return result.out
-
-
-def failed(result, code: int, *fragments: str) -> None:
-    assert result.code == code, f"expected exit {code}, got {result.code}: {result.err or result.out}"
-    assert result.err.startswith("boomerang: error: "), result.err
-    assert result.err.count("\n") == 1, result.err  # one line, no traceback
-    for fragment in fragments:
-        assert fragment in result.err, result.err
-    assert result.out == ""
 
 
 def in_process(settings, capsys):

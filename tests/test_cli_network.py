@@ -5,36 +5,18 @@ Exit codes (boomerang/cli/main.py): 0 done, 2 invalid input or usage, 4 conflict
 
 from __future__ import annotations
 
+import functools
+
 from sqlalchemy import func, select
 
 from boomerang.store.models import AccessNumber, Gateway, NumberFormat
+from tests import clikit
+from tests.clikit import ok, table
+
+failed = functools.partial(clikit.failed, usage_errors=True)
 
 GATEWAY_HEADER = "name\turi\ttrusted_source\tpriority\tenabled\tformat\n"
 ACCESS_HEADER = "number\tlabel\tring_time\tcallback_delay\tpin\tani\tknown_only\n"
-
-
-def table(text: str) -> list[dict[str, str]]:
-    header, *lines = text.splitlines()
-    names = header.split("\t")
-    return [dict(zip(names, line.split("\t"), strict=True)) for line in lines]
-
-
-def ok(result) -> str:
-    assert result.code == 0, f"exit {result.code}: {result.err}"
-    assert result.err == ""
-    return result.out
-
-
-def failed(result, code: int, *fragments: str) -> None:
-    assert result.code == code, f"expected exit {code}, got {result.code}: {result.err or result.out}"
-    if code == 2 and "usage: boomerang" in result.err:  # refused by the argument parser
-        assert all(fragment in result.err for fragment in fragments), result.err
-        return
-    assert result.err.startswith("boomerang: error: "), result.err
-    assert result.err.count("\n") == 1, result.err
-    for fragment in fragments:
-        assert fragment in result.err, result.err
-    assert result.out == ""
 
 
 def count(db, model) -> int:

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from boomerang.store import transaction
 from boomerang.store.models import Account, Cdr, LedgerEntry, LedgerKind
 from rating import cdrs
+from tests.clikit import failed, ok
 from tests.ratingkit import T0, UK_MOBILE, new_call, new_leg
 
 RATES = (
@@ -22,20 +23,6 @@ RATES = (
     "447,United Kingdom mobile,0.20,0.01,30,6,\n"
     "447,United Kingdom mobile,0.15,0.01,30,6,2027-06-01\n"
 )
-
-
-def ok(result) -> str:
-    assert result.code == 0, f"exit {result.code}: {result.err}"
-    assert result.err == ""
-    return result.out
-
-
-def failed(result, code: int, *fragments: str) -> None:
-    assert result.code == code, f"expected exit {code}, got {result.code}: {result.err or result.out}"
-    assert result.err.startswith("boomerang: error: ") and result.err.count("\n") == 1, result.err
-    for fragment in fragments:
-        assert fragment in result.err, result.err
-    assert result.out == ""
 
 
 def fields(text: str) -> dict[str, str]:

@@ -22,31 +22,11 @@ from boomerang.store.models import (
     LegStatus,
 )
 from rating import ledger
+from tests.clikit import failed, ok, table
 
 CDR_HEADER = "answered\tsession\tleg\tnumber\tdestination\tseconds\tbilled\tcost\tcurrency\n"
 LEDGER_HEADER = "time\tkind\tamount\tbalance\treference\tdescription\n"
 BAD_LIMITS = ["0", "100001", "abc", "1.5", "²"]
-
-
-def table(text: str) -> list[dict[str, str]]:
-    header, *lines = text.splitlines()
-    names = header.split("\t")
-    return [dict(zip(names, line.split("\t"), strict=True)) for line in lines]
-
-
-def ok(result) -> str:
-    assert result.code == 0, f"exit {result.code}: {result.err}"
-    assert result.err == ""
-    return result.out
-
-
-def failed(result, code: int, *fragments: str) -> None:
-    assert result.code == code, f"expected exit {code}, got {result.code}: {result.err or result.out}"
-    assert result.err.startswith("boomerang: error: "), result.err
-    assert result.err.count("\n") == 1, result.err
-    for fragment in fragments:
-        assert fragment in result.err, result.err
-    assert result.out == ""
 
 
 def account_id(session, login: str) -> int:

@@ -5,12 +5,17 @@ Exit codes (boomerang/cli/main.py): 0 done, 2 invalid input or usage, 3 not foun
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
 
 from boomerang.store.models import Rate, RoundingMode, Tariff
+from tests import clikit
+from tests.clikit import ok, table
+
+failed = functools.partial(clikit.failed, one_line=False)
 
 HEADER = (
     "prefix,destination,price_per_minute,connect_fee,initial_increment,subsequent_increment,"
@@ -38,27 +43,6 @@ RICH_EXPORTED = HEADER + (
     '4477,"United Kingdom, mobile",0.2,0.05,30,6,0,0,down,4,2027-01-01T00:00:00Z\n'
     "800,Toll free,0,0,1,1,0,0,up,0,2027-03-01T00:00:00Z\n"
 )
-
-
-def table(text: str) -> list[dict[str, str]]:
-    header, *lines = text.splitlines()
-    names = header.split("\t")
-    return [dict(zip(names, line.split("\t"), strict=True)) for line in lines]
-
-
-def ok(result) -> str:
-    assert result.code == 0, f"exit {result.code}: {result.err}"
-    assert result.err == ""
-    return result.out
-
-
-def failed(result, code: int, *fragments: str) -> None:
-    assert result.code == code, f"expected exit {code}, got {result.code}: {result.err or result.out}"
-    assert result.err.startswith("boomerang: error: "), result.err
-    assert "Traceback" not in result.err
-    for fragment in fragments:
-        assert fragment in result.err, result.err
-    assert result.out == ""
 
 
 def export(cli, name: str) -> str:
