@@ -224,3 +224,26 @@ def metrics_text(settings) -> str:
     connection = http.client.HTTPConnection(settings.metrics_listen.host, settings.metrics_listen.port, timeout=5)
     connection.request("GET", "/metrics")
     return connection.getresponse().read().decode()
+
+
+def test_the_controller_re_invites_an_answered_leg(edge, controller, gateways):
+    gateway = gateways("primary", "gw_answer_accept_reinvite.xml")
+    leg = originate(controller)
+    assert events_of(controller, leg, "leg_answered")
+    controller.send({"type": "reinvite", "leg": leg, "sdp": SDP.replace("m=audio 40000", "m=audio 41000")})
+    time.sleep(1)
+    controller.send({"type": "hangup", "leg": leg})
+    assert events_of(controller, leg, "leg_ended")
+    code, messages = gateway.finish()
+    assert code == 0, messages[-3000:]  # it got the new SDP, its 200 was acknowledged, then the BYE
+
+
+def test_a_re_invite_from_the_far_end_keeps_our_media_and_is_reported(edge, controller, gateways):
+    gateway = gateways("primary", "gw_answer_send_reinvite.xml")
+    leg = originate(controller)
+    [reinvite] = events_of(controller, leg, "leg_reinvite")
+    assert "a=sendonly" in reinvite["sdp"]
+    controller.send({"type": "hangup", "leg": leg})
+    assert events_of(controller, leg, "leg_ended")
+    code, messages = gateway.finish()
+    assert code == 0, messages[-3000:]  # our 200 carried our SDP (port 40000)
