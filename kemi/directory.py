@@ -38,14 +38,40 @@ class AccessNumberView:
     known_callers_only: bool
 
 
+@dataclass(frozen=True)
+class OutboundGateway:
+    name: str
+    uri: str
+    number_format: str = NumberFormat.E164.value
+    country_code: str | None = None
+    national_prefix: str = "0"
+    strip_digits: int = 0
+    add_prefix: str = ""
+
+
+class _Refreshed:
+    """A value read from the database, read again once it is older than CACHE_SECONDS."""
+
+    def __init__(self, load):
+        self._load = load
+        self._value = None
+        self._loaded = float("-inf")
+
+    def get(self):
+        if time.monotonic() - self._loaded > CACHE_SECONDS:
+            self._value = self._load()
+            self._loaded = time.monotonic()
+        return self._value
+
+
 class Directory:
     def __init__(self):
         self.settings = load()
         self._pid = None
         self._writes = self._reads = None
-        self._gateways = ([], 0.0)
-        self._outbound = ([], 0.0)
-        self._access_numbers = ({}, 0.0)
+        self._gateways = _Refreshed(self._load_gateways)
+        self._outbound = _Refreshed(self._load_outbound)
+        self._access_numbers = _Refreshed(self._load_access_numbers)
 
     def _factories(self):
         if self._pid != os.getpid():  # first use in this (forked) process
@@ -62,30 +88,22 @@ class Directory:
 
     def gateway_for_source(self, address):
         """The gateway whose trusted source covers this IP address, or None."""
-        gateways, loaded = self._gateways
-        if time.monotonic() - loaded > CACHE_SECONDS:
-            gateways = self._load_gateways()
-            self._gateways = (gateways, time.monotonic())
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return None
-        for gateway in gateways:
+        for gateway in self._gateways.get():
             if ip in gateway.network:
                 return gateway
         return None
 
     def outbound_routes(self, e164):
         """Where to send a call to this number, in order of preference: gateway, R-URI, outbound proxy."""
-        gateways, loaded = self._outbound
-        if time.monotonic() - loaded > CACHE_SECONDS:
-            gateways = self._load_outbound()
-            self._outbound = (gateways, time.monotonic())
         routes = []
-        for gateway in gateways:
+        for gateway in self._outbound.get():
             dialled = for_gateway(
                 e164,
-                gateway.number_format.value,
+                gateway.number_format,
                 gateway.country_code,
                 gateway.national_prefix,
                 gateway.strip_digits,
@@ -96,11 +114,7 @@ class Directory:
         return routes
 
     def access_number(self, number):
-        numbers, loaded = self._access_numbers
-        if time.monotonic() - loaded > CACHE_SECONDS:
-            numbers = self._load_access_numbers()
-            self._access_numbers = (numbers, time.monotonic())
-        return numbers.get(number)
+        return self._access_numbers.get().get(number)
 
     def known_caller_account(self, number):
         """The account that has this number as an authorized caller ID, or None."""
@@ -150,16 +164,23 @@ class Directory:
 
     def _load_outbound(self):
         with self.reading() as session:
-            gateways = list(
-                session.execute(
-                    select(Gateway).where(Gateway.enabled.is_(True)).order_by(Gateway.priority, Gateway.id)
-                ).scalars()
-            )
-        if not gateways:  # nothing provisioned: every leg goes to the configured default gateway
-            gateways = [Gateway(name="default", uri=self.settings.carrier_default_gateway)]
-            gateways[0].number_format, gateways[0].country_code = NumberFormat.E164, None
-            gateways[0].national_prefix, gateways[0].strip_digits, gateways[0].add_prefix = "0", 0, ""
-        return gateways
+            rows = session.execute(
+                select(Gateway).where(Gateway.enabled.is_(True)).order_by(Gateway.priority, Gateway.id)
+            ).scalars()
+            gateways = [
+                OutboundGateway(
+                    g.name,
+                    g.uri,
+                    g.number_format.value,
+                    g.country_code,
+                    g.national_prefix,
+                    g.strip_digits,
+                    g.add_prefix,
+                )
+                for g in rows
+            ]
+        # Nothing provisioned: every leg goes to the configured default gateway.
+        return gateways or [OutboundGateway("default", self.settings.carrier_default_gateway)]
 
     def _load_access_numbers(self):
         with self.reading() as session:
