@@ -74,3 +74,21 @@ def for_gateway(
     else:
         dialled = e164
     return add_prefix + dialled[strip_digits:]
+
+
+def dialled_to_e164(digits: str, country_code: str | None = None, national_prefix: str = "0") -> str:
+    """A destination keyed on a phone's keypad -> E.164.
+
+    International forms: 00 or 011 (North America) or * (for "+") before the country code, or the
+    country code straight away. National forms, read with the account's country: the national prefix
+    (0 in most countries: 07700900123 in the UK), or for country code 1 the ten-digit number.
+    """
+    digits = digits.strip()
+    for international in ("00", "011", "*"):
+        if digits.startswith(international):
+            return to_e164(digits[len(international) :])
+    if country_code and national_prefix and digits.startswith(national_prefix):
+        return to_e164(country_code + digits[len(national_prefix) :])
+    if country_code == "1" and len(digits) == 10:
+        return to_e164("1" + digits)
+    return to_e164(digits)

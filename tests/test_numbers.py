@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from boomerang.numbers import InvalidNumber, for_gateway, from_carrier, to_e164
+from boomerang.numbers import InvalidNumber, dialled_to_e164, for_gateway, from_carrier, to_e164
 
 
 @pytest.mark.parametrize(
@@ -58,3 +58,25 @@ def test_a_national_number_without_the_gateways_country_is_refused():
 )
 def test_numbers_as_each_gateway_expects_them(options, dialled):
     assert for_gateway("447700900123", **options) == dialled
+
+
+@pytest.mark.parametrize(
+    ("keyed", "country", "e164"),
+    [
+        ("00447700900123", None, "447700900123"),
+        ("011447700900123", "1", "447700900123"),
+        ("*447700900123", None, "447700900123"),
+        ("447700900123", None, "447700900123"),
+        ("07700900123", "44", "447700900123"),
+        ("2025550143", "1", "12025550143"),
+        ("12025550143", "1", "12025550143"),
+    ],
+)
+def test_destinations_keyed_on_a_phone(keyed, country, e164):
+    assert dialled_to_e164(keyed, country) == e164
+
+
+@pytest.mark.parametrize(("keyed", "country"), [("07700900123", None), ("123", None), ("00", "44"), ("#", None)])
+def test_destinations_that_cannot_be_called(keyed, country):
+    with pytest.raises(InvalidNumber):
+        dialled_to_e164(keyed, country)
