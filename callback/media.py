@@ -17,6 +17,7 @@ Party tags double as rtpengine from-tags; "from-tag" names the party that hears 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from callback.ng import NgClient
@@ -66,6 +67,16 @@ class MediaSession:
         )
         await self._command("answer", **{"from-tag": IVR, "to-tag": A, "sdp": self.a_sdp, "ICE": "remove"})
         await self._command("unblock media", **{"from-tag": A})
+
+    async def play_over_bridge(self, path: str) -> int:
+        """A prompt to A while bridged: B's audio is held back for its duration (rtpengine does not mix)."""
+        await self._command("block media", **{"from-tag": IVR})
+        duration = await self.play(path)
+        asyncio.get_running_loop().call_later(duration / 1000, self._unblock_second_party)
+        return duration
+
+    def _unblock_second_party(self) -> None:
+        asyncio.ensure_future(self._command("unblock media", **{"from-tag": IVR}))
 
     async def b_ended(self) -> None:
         await self._command("block media", **{"from-tag": A})

@@ -1,6 +1,9 @@
-"""The call controller's process: links to Kamailio and rtpengine, kept alive and watched.
+"""The call controller's process: links to Kamailio and rtpengine, the scheduler of due callbacks,
+and the routing of each event to the callback session it belongs to.
 
-The call flows (regular callback, web callback) run on top of these two links.
+The database is the state of record: a callback request is a `callback_sessions` row written by the
+SIP edge; the scheduler claims due rows (one controller each), so a request made while no controller
+ran is placed when one starts, and a session cut by a restart is closed and settled at start-up.
 """
 
 from __future__ import annotations
@@ -12,28 +15,49 @@ import os
 import signal
 
 from boomerang.settings import READY_FD_ENV, Settings, load
+from boomerang.store.types import utcnow
 from callback.evapi import KamailioChannel
+from callback.media import A, dtmf_digit
 from callback.ng import NgClient
+from callback.regular import Links, RegularCallback, State
+from callback.speech import SpeechCache, ringback_tone
+from callback.store import CallbackStore
 
 log = logging.getLogger("callback")
 
 HEARTBEAT_INTERVAL = 5.0
+SCHEDULER_MAX_SLEEP = 1.0
 
 
 class Controller:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.kamailio = KamailioChannel(settings.controller_evapi_listen)
-        self.rtpengine = NgClient(settings.rtpengine_ng_tcp_listen)
+        self.kamailio = KamailioChannel(settings.controller_evapi_listen, on_message=self._on_kamailio)
+        self.rtpengine = NgClient(settings.rtpengine_ng_tcp_listen, on_notify=self._on_rtpengine)
+        self.store = CallbackStore(settings)
+        self.speech = SpeechCache(settings.paths_var_dir / "prompts")
+        self.sessions: dict[str, RegularCallback] = {}
+        self._wake = asyncio.Event()
 
     async def run(self) -> None:
         """Run until cancelled."""
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self.kamailio.run())
-            tasks.create_task(self.rtpengine.run())
-            await self._wait_connected()
-            _report_ready()
-            tasks.create_task(self._heartbeat())
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.kamailio.run())
+                tasks.create_task(self.rtpengine.run())
+                await self._wait_connected()
+                interrupted = await asyncio.to_thread(self.store.recover, utcnow())
+                if interrupted:
+                    log.warning("closed and settled %d callbacks cut by a restart", len(interrupted))
+                links = Links(
+                    self.kamailio, self.rtpengine, self.speech, self.store,
+                    await ringback_tone(self.settings.paths_var_dir / "prompts"),
+                )  # fmt: skip
+                _report_ready()
+                tasks.create_task(self._heartbeat())
+                tasks.create_task(self._schedule(links))
+        finally:
+            self.store.close()
 
     async def _wait_connected(self) -> None:
         await self.kamailio.connected.wait()
@@ -42,14 +66,57 @@ class Controller:
         await self.kamailio.ping()
         log.info("call controller ready")
 
+    # --- due callbacks --------------------------------------------------------------------------------
+
+    async def _schedule(self, links: Links) -> None:
+        """Start each callback when it is due: woken by a new request, else at the next due time."""
+        while True:
+            for due in await asyncio.to_thread(self.store.claim_due, utcnow(), State.CALLING_A.value):
+                flow = RegularCallback(due, links)
+                self.sessions[due.session_id] = flow
+                task = asyncio.create_task(flow.run(), name=f"callback {due.session_id}")
+                task.add_done_callback(lambda _, session_id=due.session_id: self.sessions.pop(session_id, None))
+            next_due = await asyncio.to_thread(self.store.next_due_at)
+            sleep = SCHEDULER_MAX_SLEEP
+            if next_due is not None:
+                sleep = min(max((next_due - utcnow()).total_seconds(), 0.01), SCHEDULER_MAX_SLEEP)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), sleep)
+
+    # --- events ------------------------------------------------------------------------------------------
+
+    def _on_kamailio(self, message: dict) -> None:
+        kind = message.get("type")
+        if kind == "callback_request":
+            self._wake.set()
+            return
+        leg = message.get("leg")
+        if leg is None:
+            return
+        for flow in self.sessions.values():
+            if flow.owns(leg):
+                if kind == "leg_dtmf" and leg == flow.a_leg:  # SIP INFO digits; B's are ignored
+                    flow.on_digit(str(message.get("digit", "")))
+                else:
+                    flow.on_leg_event(message)
+                return
+
+    def _on_rtpengine(self, notification: dict) -> None:
+        found = dtmf_digit(notification)
+        if found is None:
+            return
+        call_id, party, digit = found
+        flow = self.sessions.get(call_id)
+        if flow is not None and party == A:  # digits from leg B are ignored
+            flow.on_digit(digit)
+
     async def _heartbeat(self) -> None:
         """Check that both engines still answer, and say so in the log when one does not."""
+        probes = (("kamailio", self.kamailio.ping), ("rtpengine", lambda: self.rtpengine.request("ping")))
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
-            for name, probe in (
-                ("kamailio", self.kamailio.ping),
-                ("rtpengine", lambda: self.rtpengine.request("ping")),
-            ):
+            for name, probe in probes:
                 try:
                     await probe()
                 except (TimeoutError, ConnectionError) as exc:

@@ -58,3 +58,19 @@ async def _run(*argv: str) -> None:
     _, errors = await process.communicate()
     if process.returncode != 0:
         raise SpeechError(f"{argv[0]} failed ({process.returncode}): {errors.decode(errors='replace')[:200]}")
+
+
+async def ringback_tone(directory: Path) -> Path:
+    """The ringing tone A hears while leg B rings (North American ringback: 440+480 Hz, 2 s on,
+    4 s off), a minute long; made once."""
+    path = directory / "tones" / "ringback.wav"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp.wav")
+    await _run(
+        "sox", "-n", "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(partial),
+        "synth", "2", "sine", "440", "sine", "480", "remix", "1", "gain", "-12", "pad", "0", "4", "repeat", "9",
+    )  # fmt: skip
+    partial.replace(path)
+    return path

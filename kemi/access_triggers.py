@@ -43,7 +43,7 @@ def route(directory, gateway):
     KSR.tm.t_newtran()
     KSR.tm.t_set_fr(TRANSACTION_TIMEOUT_MS, TRANSACTION_TIMEOUT_MS)
     if refusal is None:
-        _promise_callback(directory, access, caller, account_id)
+        _promise_callback(directory, access, gateway, caller, account_id)
     else:
         metrics.trigger(refusal)  # a repeat: rings and is rejected like the first, nothing more
     KSR.tm.t_reply(180, "Ringing")
@@ -51,12 +51,14 @@ def route(directory, gateway):
     return EXIT
 
 
-def _promise_callback(directory, access, caller, account_id):
+def _promise_callback(directory, access, gateway, caller, account_id):
     now = datetime.now(UTC)
     due_at = now + timedelta(seconds=access.ring_time_seconds + access.callback_delay_seconds)
     call_id = KSR.pv.get("$ci")
     try:
-        session_id = directory.record_callback_request(access, caller, account_id, "trigger:" + call_id, due_at)
+        session_id = directory.record_callback_request(
+            access, gateway, caller, account_id, "trigger:" + call_id, due_at
+        )
     except Exception as exc:  # the database is down: no promise we cannot keep
         KSR.err("callback request from " + caller + " not recorded: " + repr(exc)[:300] + "\n")
         metrics.trigger("error")

@@ -123,7 +123,7 @@ class Directory:
                 select(AuthorizedCallerId.account_id).where(AuthorizedCallerId.number == number)
             ).scalar_one_or_none()
 
-    def record_callback_request(self, access, caller, account_id, request_ref, due_at):
+    def record_callback_request(self, access, gateway, caller, account_id, request_ref, due_at):
         """Persist the promised callback; returns its id (the same id again for a repeated request)."""
         with self.writing() as session:
             existing = session.execute(
@@ -135,6 +135,7 @@ class Directory:
                 kind="access",
                 account_id=account_id,
                 access_number_id=access.id,
+                gateway_id=gateway.id,
                 caller_number=caller,
                 request_ref=request_ref,
                 state="requested",

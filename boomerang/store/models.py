@@ -347,6 +347,8 @@ class CallbackSession(Base):
     kind: Mapped[CallbackKind] = mapped_column(_enum(CallbackKind, "callback_kind"))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="RESTRICT"))
     access_number_id: Mapped[int | None] = mapped_column(ForeignKey("access_numbers.id", ondelete="SET NULL"))
+    # The carrier the request came in through: the callback to the caller goes back through it.
+    gateway_id: Mapped[int | None] = mapped_column(ForeignKey("gateways.id", ondelete="SET NULL"))
     caller_number: Mapped[str] = mapped_column(E164)
     # What caused the request (a trigger's Call-ID, an SMS id, an API request key): one session each.
     request_ref: Mapped[str | None] = mapped_column(Key(128), unique=True)

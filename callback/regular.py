@@ -1,0 +1,403 @@
+"""The regular callback (PIN or ANI), as an explicit state machine.
+
+    calling_a --answer--> authorizing --ok--> asking_destination --valid, rated--> calling_b
+        |                     |                    ^      |                          |
+        | busy, no answer     | 3 wrong PINs       |      | invalid / unrated:       | answered
+        v                     v                    |      | prompt, ask again        v
+     failed (or retried)    ended                  '------+<----- B ends, #11 ---- bridged
+
+Leg A hanging up ends everything from any state (the flow task is cancelled and `_finish` cleans
+up: legs hung up, media deleted, every leg settled). Each state is written to the session row as it
+is entered, so the portal and a restarted controller see where a callback stands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+
+from boomerang.numbers import InvalidNumber, dialled_to_e164
+from boomerang.store.models import AccountStatus, LegRole, LegStatus
+from boomerang.store.types import utcnow
+from callback.digits import DigitCollector
+from callback.media import MediaSession
+from callback.prompts import Prompt, amount_words, duration_words, language_of, sentence
+from callback.speech import SpeechCache
+from callback.store import AccountView, CallbackStore, DueCallback
+from rating.decisions import Reason
+
+log = logging.getLogger(__name__)
+
+
+class State(StrEnum):
+    CALLING_A = "calling_a"
+    AUTHORIZING = "authorizing"
+    ASKING_DESTINATION = "asking_destination"
+    CALLING_B = "calling_b"
+    BRIDGED = "bridged"
+    ENDED = "ended"
+    FAILED = "failed"
+
+
+# Timeouts: every wait has one, so no session can hang.
+A_RING_SECONDS = 40
+B_RING_SECONDS = 60
+PIN_ATTEMPTS = 3
+DESTINATION_ATTEMPTS = 3
+PIN_MAX_DIGITS = 12
+DESTINATION_MAX_DIGITS = 20
+EXTEND_BEFORE_SECONDS = 20  # extend a reservation this long before its grant runs out
+WARN_BEFORE_SECONDS = 60  # "you have one minute left"
+
+REFUSAL_PROMPTS = {
+    Reason.NO_RATE: Prompt.NO_RATE,
+    Reason.INSUFFICIENT_CREDIT: Prompt.INSUFFICIENT_CREDIT,
+    Reason.ACCOUNT_SUSPENDED: Prompt.ACCOUNT_UNAVAILABLE,
+    Reason.TOO_MANY_CALLS: Prompt.ACCOUNT_UNAVAILABLE,
+}
+LEG_FAILURE_PROMPTS = {486: Prompt.BUSY, 600: Prompt.BUSY, 408: Prompt.NO_ANSWER, 480: Prompt.NO_ANSWER}
+
+
+class LegGone(Exception):
+    """Leg A hung up: the session is over."""
+
+
+class Links:
+    """What a session needs from the controller: sending to Kamailio, rtpengine, prompts, storage."""
+
+    def __init__(self, kamailio, ng, speech: SpeechCache, store: CallbackStore, ringback: Path) -> None:
+        self.kamailio = kamailio
+        self.ng = ng
+        self.speech = speech
+        self.store = store
+        self.ringback = ringback
+
+
+class RegularCallback:
+    def __init__(self, due: DueCallback, links: Links) -> None:
+        self.due = due
+        self.links = links
+        self.store = links.store
+        self.keypad = DigitCollector()
+        self.media = MediaSession(links.ng, due.session_id)
+        self.language = language_of(due.access.language if due.access else None)
+        self.account: AccountView | None = None
+        self.a_leg: str | None = None
+        self.b_leg: str | None = None
+        self.b_sequence = 0
+        self._events: dict[str, asyncio.Queue] = {}
+        self.state: State | None = None
+        self.task: asyncio.Task | None = None
+
+    # --- plumbing ---------------------------------------------------------------------------------
+
+    def legs(self) -> list[str]:
+        return [leg for leg in (self.a_leg, self.b_leg) if leg]
+
+    def on_leg_event(self, event: dict) -> None:
+        queue = self._events.get(event["leg"])
+        if queue is not None:
+            queue.put_nowait(event)
+        if (
+            event["leg"] == self.a_leg
+            and event["type"] in ("leg_ended", "leg_failed")
+            and self.state
+            not in (
+                State.CALLING_A,
+                None,
+            )
+        ):
+            if self.task is not None:
+                self.task.cancel(LegGone.__name__)  # leg A is gone: stop wherever the flow is
+
+    def on_digit(self, digit: str) -> None:
+        self.keypad.push(digit)
+
+    async def _db(self, function, *args):
+        return await asyncio.to_thread(function, *args)
+
+    async def enter(self, state: State) -> None:
+        log.info("callback %s: %s", self.due.session_id, state.value)
+        self.state = state
+        await self._db(self.store.set_state, self.due.session_id, state.value)
+
+    def owns(self, leg: str) -> bool:
+        return leg in self._events
+
+    async def _originate(
+        self, leg: str, number: str, caller_id: str, sdp: str, max_seconds: int, gateway: str | None = None
+    ) -> None:
+        self._events[leg] = asyncio.Queue()
+        await self._db(self.store.leg_event, leg, LegStatus.DIALING, utcnow())
+        command = {"type": "originate", "leg": leg, "target": number, "caller_id": caller_id, "sdp": sdp,
+                   "max_seconds": max(max_seconds, 1)}  # fmt: skip
+        if gateway:
+            command["gateways"] = [gateway]
+        self.links.kamailio.send(command)
+
+    async def _outcome(self, leg: str, timeout: float) -> dict:
+        """The leg's final word while it rings: answered, failed or cancelled (progress is recorded)."""
+        queue = self._events[leg]
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                event = await asyncio.wait_for(queue.get(), max(remaining, 0.01))
+            except TimeoutError:
+                self.links.kamailio.send({"type": "hangup", "leg": leg})
+                try:
+                    return await asyncio.wait_for(self._final(queue), 10)
+                except TimeoutError:
+                    return {"type": "leg_failed", "code": 408}
+            if event["type"] == "leg_progress":
+                await self._db(self.store.leg_event, leg, LegStatus.RINGING, utcnow(), event.get("code"))
+            elif event["type"] in ("leg_answered", "leg_failed", "leg_cancelled"):
+                return event
+
+    @staticmethod
+    async def _final(queue: asyncio.Queue) -> dict:
+        while True:
+            event = await queue.get()
+            if event["type"] in ("leg_answered", "leg_failed", "leg_cancelled"):
+                return event
+
+    # --- prompts -----------------------------------------------------------------------------------
+
+    async def say(self, prompt: Prompt, interruptible: bool = True, **values: str) -> None:
+        """Play a sentence to A; a digit stops it (barge-in), and digits already typed skip it."""
+        if interruptible and self.keypad.pending():
+            return
+        path = await self.links.speech.render(sentence(prompt, self.language, **values), self.language)
+        duration_ms = await self.media.play(str(path))
+        done = asyncio.Event()
+        if interruptible:
+            self.keypad.on_first_digit = done.set
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), duration_ms / 1000 + 0.2)
+        self.keypad.on_first_digit = None
+        if done.is_set():
+            await self.media.stop()
+
+    # --- the flow ------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.task = asyncio.current_task()
+        outcome = State.ENDED, "completed"
+        try:
+            outcome = await self._flow()
+        except asyncio.CancelledError as cancelled:
+            gone = cancelled.args and cancelled.args[0] == LegGone.__name__
+            outcome = State.ENDED, "caller hung up" if gone else "controller stopped"
+        except Exception:
+            log.exception("callback %s failed", self.due.session_id)
+            outcome = State.ENDED, "internal error"
+        finally:
+            await asyncio.shield(self._finish(*outcome))
+
+    async def _flow(self) -> tuple[State, str]:
+        if not await self._call_a():
+            return State.FAILED, "leg A not answered"
+        await self.enter(State.AUTHORIZING)
+        if not await self._authorize():
+            await self.say(Prompt.GOODBYE, interruptible=False)
+            return State.ENDED, "not authorized"
+        if not await self._bill_leg_a():
+            await self.say(Prompt.GOODBYE, interruptible=False)
+            return State.ENDED, "leg A refused by credit control"
+        if self.due.access is None or self.due.access.announce_balance:
+            free = await self._db(self.store.free_credit, self.account.id, utcnow())
+            await self.say(Prompt.BALANCE, amount=amount_words(free, self.account.currency, self.language))
+        failures = 0
+        while failures < DESTINATION_ATTEMPTS:
+            await self.enter(State.ASKING_DESTINATION)
+            number = await self._ask_destination()
+            if number is None:
+                failures += 1
+                continue
+            if await self._call_b(number):
+                failures = 0
+        await self.say(Prompt.GOODBYE, interruptible=False)
+        return State.ENDED, "no destination"
+
+    async def _call_a(self) -> bool:
+        await self.enter(State.CALLING_A)
+        caller_id = self.due.access.number if self.due.access else ""
+        self.a_leg = await self._db(self.store.new_leg, self.due.session_id, LegRole.A, self.due.attempts,
+                                    self.due.caller, caller_id)  # fmt: skip
+        sdp = await self.media.sdp_for_a()
+        await self._originate(self.a_leg, self.due.caller, caller_id, sdp, 7200, self.due.gateway)
+        event = await self._outcome(self.a_leg, A_RING_SECONDS)
+        if event["type"] != "leg_answered":
+            status = LegStatus.BUSY if event.get("code") in (486, 600) else LegStatus.NO_ANSWER
+            if event.get("code") not in (408, 480, 486, 487, 600):
+                status = LegStatus.FAILED
+            await self._db(self.store.leg_event, self.a_leg, status, utcnow(), event.get("code"))
+            return False
+        await self._db(self.store.leg_event, self.a_leg, LegStatus.ANSWERED, utcnow(), 200)
+        await self.media.a_answered(event["sdp"])
+        return True
+
+    async def _authorize(self) -> bool:
+        access = self.due.access
+        if access is None or access.allow_ani:
+            self.account = await self._db(self.store.account_by_caller, self.due.caller)
+        if self.account is None and (access is None or access.allow_pin):
+            self.account = await self._ask_pin()
+            if self.account is not None and (access is None or access.save_caller_id_on_pin):
+                await self._db(self.store.save_caller_id, self.account.id, self.due.caller)
+        if self.account is None:
+            return False
+        if self.account.status is not AccountStatus.ACTIVE:
+            await self.say(Prompt.ACCOUNT_UNAVAILABLE, interruptible=False)
+            return False
+        self.language = language_of(self.account.language)
+        await self._db(self.store.attach_account, self.due.session_id, self.account.id)
+        return True
+
+    async def _ask_pin(self) -> AccountView | None:
+        for _ in range(PIN_ATTEMPTS):
+            await self.say(Prompt.ENTER_PIN)
+            entry = await self.keypad.collect(max_digits=PIN_MAX_DIGITS)
+            account = await self._db(self.store.account_by_pin, entry.digits) if entry.digits else None
+            if account is not None:
+                return account
+            self.keypad.clear()  # whatever followed a wrong PIN is not a PIN
+            await self.say(Prompt.WRONG_PIN, interruptible=False)
+        return None
+
+    async def _bill_leg_a(self) -> bool:
+        decision = await self._db(self.store.reserve, self.a_leg, utcnow())
+        if not decision.allowed:
+            await self.say(REFUSAL_PROMPTS.get(decision.reason, Prompt.CALL_FAILED), interruptible=False)
+            return False
+        return True
+
+    async def _ask_destination(self) -> str | None:
+        await self.say(Prompt.ENTER_DESTINATION)
+        entry = await self.keypad.collect(max_digits=DESTINATION_MAX_DIGITS, first_timeout=15)
+        if not entry.digits:
+            return None
+        try:
+            return dialled_to_e164(entry.digits, self.account.country_code)
+        except InvalidNumber:
+            await self.say(Prompt.INVALID_NUMBER)
+            return None
+
+    async def _call_b(self, number: str) -> bool:
+        """Place leg B to the number and bridge it; True once a call was connected."""
+        now = utcnow()
+        decision = await self._db(self.store.authorize, self.account.id, number, self.due.session_id, now)
+        if not decision.allowed:
+            await self.say(REFUSAL_PROMPTS.get(decision.reason, Prompt.CALL_FAILED))
+            return False
+        self.b_sequence += 1
+        leg = await self._db(self.store.new_leg, self.due.session_id, LegRole.B, self.b_sequence, number,
+                             self.due.caller)  # fmt: skip
+        reservation = await self._db(self.store.reserve, leg, now)
+        if not reservation.allowed:
+            await self.say(REFUSAL_PROMPTS.get(reservation.reason, Prompt.CALL_FAILED))
+            await self._db(self.store.leg_event, leg, LegStatus.FAILED, utcnow(), None, reservation.reason.value)
+            return False
+        await self.say(Prompt.MAX_DURATION, duration=duration_words(reservation.max_seconds, self.language))
+        await self.enter(State.CALLING_B)
+        self.b_leg = leg
+        await self._originate(leg, number, self.due.caller, self.media.sdp_for_b, reservation.max_seconds)
+        await self.media.play(str(self.links.ringback))
+        event = await self._outcome(leg, B_RING_SECONDS)
+        await self.media.stop()
+        if event["type"] != "leg_answered":
+            code = event.get("code") or 500
+            status = {486: LegStatus.BUSY, 600: LegStatus.BUSY, 408: LegStatus.NO_ANSWER, 480: LegStatus.NO_ANSWER}
+            await self._db(self.store.leg_event, leg, status.get(code, LegStatus.FAILED), utcnow(), code)
+            await self._db(self.store.settle, leg, utcnow())
+            self.b_leg = None
+            await self.say(LEG_FAILURE_PROMPTS.get(code, Prompt.CALL_FAILED))
+            return False
+        await self._db(self.store.leg_event, leg, LegStatus.ANSWERED, utcnow(), 200)
+        await self.media.b_answered(event["sdp"])
+        await self.enter(State.BRIDGED)
+        await self._talk(leg, reservation.grant.granted_seconds)
+        return True
+
+    async def _talk(self, leg: str, granted: int) -> None:
+        """While A and B talk: keep credit reserved, warn before it runs out, end on #11 or B's BYE."""
+        answered = asyncio.get_running_loop().time()
+        self.keypad.clear()
+        hash_11 = asyncio.ensure_future(self.keypad.wait_for_sequence("#11"))
+        b_ended = asyncio.ensure_future(self._wait_ended(leg))
+        credit = asyncio.ensure_future(self._keep_credit(leg, granted, answered))
+        try:
+            done, _ = await asyncio.wait({hash_11, b_ended, credit}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (hash_11, credit):
+                waiter.cancel()
+        if b_ended not in done:
+            self.links.kamailio.send({"type": "hangup", "leg": leg})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(b_ended, 10)
+            by, cause = ("party", "#11") if hash_11 in done else ("platform", "out of credit")
+        else:
+            by, cause = b_ended.result()
+        b_ended.cancel()
+        await self._end_b(leg, by, cause)
+        if credit in done:
+            await self.say(Prompt.OUT_OF_CREDIT, interruptible=False)
+
+    async def _wait_ended(self, leg: str) -> tuple[str, str]:
+        while True:
+            event = await self._events[leg].get()
+            if event["type"] == "leg_ended":
+                return ("peer", "hung up") if event.get("by") == "peer" else ("platform", event.get("by", ""))
+
+    async def _keep_credit(self, leg: str, granted: int, answered: float) -> None:
+        """Keep A's and B's reservations ahead of the talk; return when the granted time is used up."""
+        loop = asyncio.get_running_loop()
+
+        def left() -> float:
+            return granted - (loop.time() - answered)
+
+        extendable = True
+        while extendable:
+            early = left() - (EXTEND_BEFORE_SECONDS + WARN_BEFORE_SECONDS)
+            if early > 0:
+                await asyncio.sleep(early)
+                continue
+            grants = await self._db(self.store.extend, [self.a_leg, leg], utcnow())
+            added = min(grant.added_seconds for grant in grants)
+            granted += added
+            extendable = added > 0
+        # No more credit: a warning a minute before the end, then the end.
+        if left() > WARN_BEFORE_SECONDS:
+            await asyncio.sleep(left() - WARN_BEFORE_SECONDS)
+            path = await self.links.speech.render(sentence(Prompt.ONE_MINUTE_LEFT, self.language), self.language)
+            await self.media.play_over_bridge(str(path))
+        await asyncio.sleep(max(left(), 0))
+
+    async def _end_b(self, leg: str, by: str, cause: str) -> None:
+        await self._db(self.store.leg_event, leg, LegStatus.ENDED, utcnow())
+        await self._db(self.store.leg_hung_up, leg, by, cause)
+        await self._db(self.store.settle, leg, utcnow())
+        self.b_leg = None
+        await self.media.b_ended()
+
+    # --- the end -----------------------------------------------------------------------------------
+
+    async def _finish(self, state: State, reason: str) -> None:
+        now = utcnow()
+        for leg in self.legs():
+            self.links.kamailio.send({"type": "hangup", "leg": leg})
+            await self._db(self.store.leg_event, leg, LegStatus.ENDED, now)
+            await self._db(self.store.settle, leg, now)
+        with contextlib.suppress(Exception):
+            await self.media.delete()
+        if state is State.FAILED and self.due.access and self.due.attempts <= self.due.access.retry_attempts:
+            retry_at = now + timedelta(seconds=self.due.access.retry_interval_seconds)
+            await self._db(self.store.retry_later, self.due.session_id, retry_at)
+            log.info("callback %s: leg A not answered, retry at %s", self.due.session_id, retry_at)
+            return
+        await self._db(self.store.end, self.due.session_id, state.value, reason, now)
+        log.info("callback %s: %s (%s)", self.due.session_id, state.value, reason)
