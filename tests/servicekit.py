@@ -208,15 +208,25 @@ def phone_scenario(
     workdir: Path, keys: str, wait_ms: int = 1500, gap_ms: int = 400, hang_up_after_ms: int | None = None
 ) -> Path:
     """A sipp scenario for the user's phone: answer, wait `wait_ms`, key `keys` as RFC 4733 events,
-    then wait for the platform's BYE, or hang up itself `hang_up_after_ms` after the last key."""
-    presses = []
-    for index, key in enumerate(keys):
-        pcap = write_key_press(workdir / f"key-{index}-{ord(key)}.pcap", key, index)
-        presses.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n')
-        if index < len(keys) - 1:  # nothing after the last key: the platform may hang up at once
-            presses.append(f'  <pause milliseconds="{gap_ms}"/>\n')
+    then wait for the platform's BYE, or hang up itself `hang_up_after_ms` after the last key.
+
+    `keys` may hold pauses: "0012025550143#|9000|#11" keys a number, waits 9 s, keys #11.
+    """
+    steps = []
+    presses = 0
+    for index, part in enumerate(keys.split("|")):
+        if index % 2:
+            steps.append(f'  <pause milliseconds="{int(part)}"/>\n')
+            continue
+        for position, key in enumerate(part):
+            pcap = write_key_press(workdir / f"key-{presses}-{ord(key)}.pcap", key, presses)
+            presses += 1
+            steps.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n')
+            if position < len(part) - 1:  # nothing after a group's last key: the platform may act at once
+                steps.append(f'  <pause milliseconds="{gap_ms}"/>\n')
+    presses_text = "".join(steps)
     name = "phone_template.xml" if hang_up_after_ms is None else "phone_hangup_template.xml"
-    text = (SIPP_DIR / name).read_text().replace("{wait_ms}", str(wait_ms)).replace("{keys}", "".join(presses))
+    text = (SIPP_DIR / name).read_text().replace("{wait_ms}", str(wait_ms)).replace("{keys}", presses_text)
     path = workdir / f"phone-{abs(hash((keys, wait_ms, hang_up_after_ms)))}.xml"
     path.write_text(text.replace("{stay_ms}", str(hang_up_after_ms or 0)))
     return path

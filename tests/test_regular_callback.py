@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -31,6 +31,7 @@ from boomerang.store.models import (
     LegRole,
     LegStatus,
 )
+from boomerang.store.types import utcnow
 from boomerang.supervisor import Supervisor
 from tests.servicekit import GatewaySim, free_port, phone_scenario, running_edge, sipp
 
@@ -43,7 +44,8 @@ ACCESS = "123777777"  # rings 1 s, calls back 3 s after the busy
 def platform(tmp_path_factory):
     """The SIP edge and the call controller; the demo carrier reaches the caller's phone, a second
     carrier (tried first for destinations) reaches the called parties."""
-    with running_edge(tmp_path_factory.mktemp("callback")) as settings:
+    # A short repeat window: the same caller triggers again in the next tests.
+    with running_edge(tmp_path_factory.mktemp("callback"), triggers_repeat_window_seconds="2") as settings:
         ports = {"phone": free_port(), "destination": free_port()}
         engine = make_engine(settings.database_url)
         with transaction(session_factory(engine)) as session:
@@ -90,9 +92,19 @@ def session_of(sessions, caller: str) -> CallbackSession | None:
         )
 
 
-def finished(sessions, caller: str) -> CallbackSession | None:
+def trigger(settings, caller: str) -> datetime:
+    """The caller dials the access number (ringing, busy); returns when it did."""
+    at = utcnow()
+    assert sipp("trigger.xml", settings.sip_listen, "-s", ACCESS, "-key", "caller", "+" + caller).returncode == 0
+    return at
+
+
+def finished(sessions, caller: str, since: datetime) -> CallbackSession | None:
+    """The callback requested at or after `since`, once it is over."""
     found = session_of(sessions, caller)
-    return found if found is not None and found.state in ("ended", "failed") else None
+    if found is None or found.requested_at < since:
+        return None
+    return found if found.state in ("ended", "failed") else None
 
 
 def test_pin_flow_destination_back_to_the_prompt_and_the_caller_id_is_saved(platform, tmp_path):
@@ -108,12 +120,10 @@ def test_pin_flow_destination_back_to_the_prompt_and_the_caller_id_is_saved(plat
     with transaction(sessions) as session:
         balance_before = session.execute(select(Account.balance).where(Account.login == "demo")).scalar_one()
 
-    triggered = time.monotonic()
-    assert sipp("trigger.xml", settings.sip_listen, "-s", ACCESS, "-key", "caller", "+" + caller).returncode == 0
-    ended = wait_for(lambda: finished(sessions, caller), timeout=60)
+    since = trigger(settings, caller)
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=60)
     assert ended is not None, session_of(sessions, caller)
     assert ended.end_reason == "caller hung up"
-    assert time.monotonic() - triggered < 60
 
     code, messages = phone.finish()
     assert code == 0, messages[-3000:]
@@ -152,3 +162,64 @@ def test_pin_flow_destination_back_to_the_prompt_and_the_caller_id_is_saved(plat
     assert cdrs[LegRole.A].price_per_minute == Decimal("0.10") and cdrs[LegRole.B].price_per_minute == Decimal("0.05")
     assert sorted(-amount for amount in charges) == sorted(c.cost for c in cdrs.values() if c.cost)
     assert balance_after == balance_before - sum(c.cost for c in cdrs.values())
+
+
+def legs_of(sessions, callback: CallbackSession) -> list[CallLeg]:
+    with transaction(sessions) as session:
+        query = select(CallLeg).where(CallLeg.session_id == callback.id).order_by(CallLeg.created_at)
+        return list(session.execute(query).scalars())
+
+
+def test_a_known_caller_id_skips_the_pin(platform, tmp_path):
+    settings, ports, sessions = platform
+    caller = "447700900150"  # saved by the PIN flow above
+    phone = GatewaySim(
+        phone_scenario(tmp_path, "0012025550143#", wait_ms=1000, gap_ms=150, hang_up_after_ms=8000),
+        ports["phone"], tmp_path, 60,
+    )  # fmt: skip
+    destination = GatewaySim("gw_answer_then_bye.xml", ports["destination"], tmp_path, 60)
+    since = trigger(settings, caller)
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=60)
+    assert ended is not None and ended.end_reason == "caller hung up"
+    for sim in (phone, destination):
+        code, messages = sim.finish()
+        assert code == 0, messages[-3000:]
+    # Had a PIN been asked, the destination's digits would have been taken for a (wrong) PIN.
+    assert [(leg.role, leg.number) for leg in legs_of(sessions, ended)] == [
+        (LegRole.A, caller),
+        (LegRole.B, "12025550143"),
+    ]
+
+
+def test_three_wrong_pins_end_the_call_and_bill_nothing(platform, tmp_path):
+    settings, ports, sessions = platform
+    caller = "447700900151"  # unknown
+    phone = GatewaySim(
+        phone_scenario(tmp_path, "1111#2222#3333#", wait_ms=1000, gap_ms=150), ports["phone"], tmp_path, 60
+    )
+    since = trigger(settings, caller)
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=60)
+    assert ended is not None and ended.end_reason == "not authorized"
+    code, messages = phone.finish()
+    assert code == 0, messages[-3000:]  # the platform hung up on it
+    assert [leg.role for leg in legs_of(sessions, ended)] == [LegRole.A]
+    with transaction(sessions) as session:
+        assert session.execute(select(Cdr).where(Cdr.session_id == ended.id)).first() is None
+        assert session.execute(select(AuthorizedCallerId).where(AuthorizedCallerId.number == caller)).first() is None
+
+
+def test_hash_11_ends_the_destination_and_returns_to_the_prompt(platform, tmp_path):
+    settings, ports, sessions = platform
+    caller = "447700900150"
+    phone = GatewaySim(
+        phone_scenario(tmp_path, "0012025550143#|9000|#11", wait_ms=1000, gap_ms=150, hang_up_after_ms=6000),
+        ports["phone"], tmp_path, 60,
+    )  # fmt: skip
+    destination = GatewaySim("gw_answer.xml", ports["destination"], tmp_path, 60)  # waits for our BYE
+    since = trigger(settings, caller)
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=60)
+    assert ended is not None and ended.end_reason == "caller hung up"
+    assert phone.finish()[0] == 0 and destination.finish()[0] == 0
+    a, b = legs_of(sessions, ended)
+    assert (b.hangup_by, b.hangup_cause) == ("party", "#11")
+    assert b.ended_at < a.ended_at - timedelta(seconds=3)  # A stayed on after #11
