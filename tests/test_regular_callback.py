@@ -63,7 +63,7 @@ def platform(tmp_path_factory):
         controller = Supervisor(settings, out=io.StringIO())
         controller.start(services.controller(settings))
         try:
-            yield settings, ports, session_factory(engine)
+            yield settings, ports, session_factory(engine), controller
         finally:
             controller.stop_all()
             engine.dispose()
@@ -108,7 +108,7 @@ def finished(sessions, caller: str, since: datetime) -> CallbackSession | None:
 
 
 def test_pin_flow_destination_back_to_the_prompt_and_the_caller_id_is_saved(platform, tmp_path):
-    settings, ports, sessions = platform
+    settings, ports, sessions, _ = platform
     caller = "447700900150"
     # The phone keys its PIN and a destination ahead of the prompts (they are kept); the destination
     # answers, talks and hangs up; the caller is back at the destination prompt and hangs up later.
@@ -171,7 +171,7 @@ def legs_of(sessions, callback: CallbackSession) -> list[CallLeg]:
 
 
 def test_a_known_caller_id_skips_the_pin(platform, tmp_path):
-    settings, ports, sessions = platform
+    settings, ports, sessions, _ = platform
     caller = "447700900150"  # saved by the PIN flow above
     phone = GatewaySim(
         phone_scenario(tmp_path, "0012025550143#", wait_ms=1000, gap_ms=150, hang_up_after_ms=8000),
@@ -192,7 +192,7 @@ def test_a_known_caller_id_skips_the_pin(platform, tmp_path):
 
 
 def test_three_wrong_pins_end_the_call_and_bill_nothing(platform, tmp_path):
-    settings, ports, sessions = platform
+    settings, ports, sessions, _ = platform
     caller = "447700900151"  # unknown
     phone = GatewaySim(
         phone_scenario(tmp_path, "1111#2222#3333#", wait_ms=1000, gap_ms=150), ports["phone"], tmp_path, 60
@@ -209,7 +209,7 @@ def test_three_wrong_pins_end_the_call_and_bill_nothing(platform, tmp_path):
 
 
 def test_hash_11_ends_the_destination_and_returns_to_the_prompt(platform, tmp_path):
-    settings, ports, sessions = platform
+    settings, ports, sessions, _ = platform
     caller = "447700900150"
     phone = GatewaySim(
         phone_scenario(tmp_path, "0012025550143#|9000|#11", wait_ms=1000, gap_ms=150, hang_up_after_ms=6000),
@@ -223,3 +223,41 @@ def test_hash_11_ends_the_destination_and_returns_to_the_prompt(platform, tmp_pa
     a, b = legs_of(sessions, ended)
     assert (b.hangup_by, b.hangup_cause) == ("party", "#11")
     assert b.ended_at < a.ended_at - timedelta(seconds=3)  # A stayed on after #11
+
+
+def test_leg_b_busy_gets_a_prompt_and_another_try(platform, tmp_path):
+    settings, ports, sessions, _ = platform
+    caller = "447700900150"
+    phone = GatewaySim(
+        phone_scenario(tmp_path, "0012025550143#", wait_ms=1000, gap_ms=150, hang_up_after_ms=9000),
+        ports["phone"], tmp_path, 60,
+    )  # fmt: skip
+    destination = GatewaySim("gw_busy.xml", ports["destination"], tmp_path, 60)
+    since = trigger(settings, caller)
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=60)
+    assert ended is not None and ended.end_reason == "caller hung up"  # not cut off by the busy
+    for sim in (phone, destination):
+        code, messages = sim.finish()
+        assert code == 0, messages[-3000:]
+    a, b = legs_of(sessions, ended)
+    assert (b.status, b.sip_code) == (LegStatus.BUSY, 486)
+    assert a.ended_at - b.ended_at > timedelta(seconds=5)  # A was asked for another destination
+    with transaction(sessions) as session:
+        assert session.execute(select(Cdr).where(Cdr.leg_id == b.id)).first() is None  # busy costs nothing
+
+
+def test_a_callback_requested_while_the_controller_is_down_is_placed_when_it_starts(platform, tmp_path):
+    settings, ports, sessions, controller = platform
+    caller = "447700900150"
+    controller.stop_all()
+    since = trigger(settings, caller)
+    time.sleep(5)  # past the callback's due time, with no controller running
+    assert session_of(sessions, caller).state == "requested"
+    phone = GatewaySim(phone_scenario(tmp_path, "", wait_ms=0, hang_up_after_ms=3000), ports["phone"], tmp_path, 60)
+    controller.start(services.controller(settings))
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=60)
+    assert ended is not None and ended.end_reason == "caller hung up"
+    code, messages = phone.finish()
+    assert code == 0, messages[-3000:]
+    [a] = legs_of(sessions, ended)
+    assert a.answered_at is not None
