@@ -66,6 +66,9 @@ class LegGone(Exception):
     """Leg A hung up: the session is over."""
 
 
+OUT_OF_CREDIT = "out of credit"  # the cancel message of a session cut because its credit ran out
+
+
 class Links:
     """What a session needs from the controller: sending to Kamailio, rtpengine, prompts, storage."""
 
@@ -92,6 +95,10 @@ class RegularCallback:
         self._events: dict[str, asyncio.Queue] = {}
         self.state: State | None = None
         self.task: asyncio.Task | None = None
+        self._a_answered = 0.0
+        self._granted: dict[str, tuple[float, int]] = {}  # leg -> (answered, seconds granted)
+        self._credit_changed = asyncio.Event()
+        self._credit_keeper: asyncio.Future | None = None
 
     # --- plumbing ---------------------------------------------------------------------------------
 
@@ -190,8 +197,13 @@ class RegularCallback:
         try:
             outcome = await self._flow()
         except asyncio.CancelledError as cancelled:
-            gone = cancelled.args and cancelled.args[0] == LegGone.__name__
-            outcome = State.ENDED, "caller hung up" if gone else "controller stopped"
+            reason = cancelled.args[0] if cancelled.args else ""
+            if reason == OUT_OF_CREDIT:
+                outcome = State.ENDED, "out of credit"
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await self._out_of_credit()
+            else:
+                outcome = State.ENDED, "caller hung up" if reason == LegGone.__name__ else "controller stopped"
         except Exception:
             log.exception("callback %s failed", self.due.session_id)
             outcome = State.ENDED, "internal error"
@@ -237,6 +249,7 @@ class RegularCallback:
                 status = LegStatus.FAILED
             await self._db(self.store.leg_event, self.a_leg, status, utcnow(), event.get("code"))
             return False
+        self._a_answered = asyncio.get_running_loop().time()
         await self._db(self.store.leg_event, self.a_leg, LegStatus.ANSWERED, utcnow(), 200)
         await self.media.a_answered(event["sdp"])
         return True
@@ -274,6 +287,8 @@ class RegularCallback:
         if not decision.allowed:
             await self.say(REFUSAL_PROMPTS.get(decision.reason, Prompt.CALL_FAILED), interruptible=False)
             return False
+        self._track_credit(self.a_leg, decision.grant.granted_seconds, self._a_answered)
+        self._credit_keeper = asyncio.ensure_future(self._keep_credit())
         return True
 
     async def _ask_destination(self) -> str | None:
@@ -324,28 +339,28 @@ class RegularCallback:
         return True
 
     async def _talk(self, leg: str, granted: int) -> None:
-        """While A and B talk: keep credit reserved, warn before it runs out, end on #11 or B's BYE."""
-        answered = asyncio.get_running_loop().time()
+        """While A and B talk (credit is kept by `_keep_credit`): until #11 or B's hang-up."""
+        self._track_credit(leg, granted)
         self.keypad.clear()
         hash_11 = asyncio.ensure_future(self.keypad.wait_for_sequence("#11"))
         b_ended = asyncio.ensure_future(self._wait_ended(leg))
-        credit = asyncio.ensure_future(self._keep_credit(leg, granted, answered))
         try:
-            done, _ = await asyncio.wait({hash_11, b_ended, credit}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({hash_11, b_ended}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for waiter in (hash_11, credit):
-                waiter.cancel()
-        if b_ended not in done:
-            self.links.kamailio.send({"type": "hangup", "leg": leg})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(b_ended, 10)
-            by, cause = ("party", "#11") if hash_11 in done else ("platform", "out of credit")
-        else:
+            hash_11.cancel()
+        if b_ended in done:
             by, cause = b_ended.result()
-        b_ended.cancel()
+        else:
+            by, cause = "party", "#11"
+            await self._hang_up_b(leg, b_ended)
         await self._end_b(leg, by, cause)
-        if credit in done:
-            await self.say(Prompt.OUT_OF_CREDIT, interruptible=False)
+
+    async def _hang_up_b(self, leg: str, b_ended: asyncio.Future | None = None) -> None:
+        self.links.kamailio.send({"type": "hangup", "leg": leg})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(b_ended or self._wait_ended(leg), 10)
+        if b_ended is not None:
+            b_ended.cancel()
 
     async def _wait_ended(self, leg: str) -> tuple[str, str]:
         while True:
@@ -353,31 +368,56 @@ class RegularCallback:
             if event["type"] == "leg_ended":
                 return ("peer", "hung up") if event.get("by") == "peer" else ("platform", event.get("by", ""))
 
-    async def _keep_credit(self, leg: str, granted: int, answered: float) -> None:
-        """Keep A's and B's reservations ahead of the talk; return when the granted time is used up."""
+    # --- credit ----------------------------------------------------------------------------------
+
+    def _track_credit(self, leg: str, granted: int, answered: float | None = None) -> None:
+        """A leg is up: `_keep_credit` keeps its reservation ahead of its talk from now on."""
+        self._granted[leg] = (answered if answered is not None else asyncio.get_running_loop().time(), granted)
+        self._credit_changed.set()
+
+    def _untrack_credit(self, leg: str) -> None:
+        self._granted.pop(leg, None)
+        self._credit_changed.set()
+
+    async def _keep_credit(self) -> None:
+        """From leg A's reservation to the end: extend the reservations of the legs that are up before
+        their granted time runs out. When no more credit can be had, a bridged caller is warned a
+        minute ahead, and at the end the session is cut (out of credit): no balance is overdrawn."""
         loop = asyncio.get_running_loop()
 
         def left() -> float:
-            return granted - (loop.time() - answered)
+            return min(answered + granted - loop.time() for answered, granted in self._granted.values())
 
-        extendable = True
-        while extendable:
+        while True:
             early = left() - (EXTEND_BEFORE_SECONDS + WARN_BEFORE_SECONDS)
             if early > 0:
-                await asyncio.sleep(early)
+                self._credit_changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._credit_changed.wait(), early)
                 continue
-            grants = await self._db(self.store.extend, [self.a_leg, leg], utcnow())
-            added = min(grant.added_seconds for grant in grants)
-            granted += added
-            extendable = added > 0
-        # No more credit: a warning a minute before the end, then the end.
-        if left() > WARN_BEFORE_SECONDS:
+            grants = await self._db(self.store.extend, list(self._granted), utcnow())
+            if min(grant.added_seconds for grant in grants) == 0:
+                break
+            for grant in grants:
+                if grant.leg_id in self._granted:
+                    self._granted[grant.leg_id] = (self._granted[grant.leg_id][0], grant.granted_seconds)
+        if self.b_leg is not None and left() > WARN_BEFORE_SECONDS:
             await asyncio.sleep(left() - WARN_BEFORE_SECONDS)
             path = await self.links.speech.render(sentence(Prompt.ONE_MINUTE_LEFT, self.language), self.language)
             await self.media.play_over_bridge(str(path))
         await asyncio.sleep(max(left(), 0))
+        self.task.cancel(OUT_OF_CREDIT)
+
+    async def _out_of_credit(self) -> None:
+        if self.b_leg is not None:
+            leg = self.b_leg
+            await self._hang_up_b(leg)
+            await self._end_b(leg, "platform", "out of credit")
+        await self.say(Prompt.OUT_OF_CREDIT, interruptible=False)
+        await self.say(Prompt.GOODBYE, interruptible=False)
 
     async def _end_b(self, leg: str, by: str, cause: str) -> None:
+        self._untrack_credit(leg)
         await self._db(self.store.leg_event, leg, LegStatus.ENDED, utcnow())
         await self._db(self.store.leg_hung_up, leg, by, cause)
         await self._db(self.store.settle, leg, utcnow())
@@ -387,6 +427,8 @@ class RegularCallback:
     # --- the end -----------------------------------------------------------------------------------
 
     async def _finish(self, state: State, reason: str) -> None:
+        if self._credit_keeper is not None:
+            self._credit_keeper.cancel()
         now = utcnow()
         for leg in self.legs():
             self.links.kamailio.send({"type": "hangup", "leg": leg})
