@@ -261,3 +261,32 @@ def test_a_callback_requested_while_the_controller_is_down_is_placed_when_it_sta
     assert code == 0, messages[-3000:]
     [a] = legs_of(sessions, ended)
     assert a.answered_at is not None
+
+
+def test_a_call_is_cut_when_the_credit_runs_out_and_nothing_is_overdrawn(platform, tmp_path):
+    """30 cents: leg A (UK, 0.10/min by the minute) and leg B (US, 0.05/min, 30/6) together run out
+    in about two minutes; the caller is warned, B is cut, the account ends at or above zero."""
+    settings, ports, sessions, _ = platform
+    caller = "447700900160"
+    with transaction(sessions) as session:
+        provisioning.create_account(session, provisioning.AccountSpec(login="short", currency="USD", tariff="demo"))
+        provisioning.set_pin(session, settings.secret_key(), "short", "9999")
+        provisioning.top_up(session, "short", Decimal("0.30"), reference="short:credit")
+    phone = GatewaySim(phone_scenario(tmp_path, "9999#0012025550143#", wait_ms=1000, gap_ms=150), ports["phone"],
+                       tmp_path, 300)  # fmt: skip
+    destination = GatewaySim("gw_answer_long.xml", ports["destination"], tmp_path, 300)
+    since = trigger(settings, caller)
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=280)
+    assert ended is not None and ended.end_reason == "out of credit"
+    for sim in (phone, destination):
+        code, messages = sim.finish()
+        assert code == 0, messages[-3000:]  # the platform hung up on both
+    a, b = legs_of(sessions, ended)
+    assert (b.hangup_by, b.hangup_cause) == ("platform", "out of credit")
+    talked = (b.ended_at - b.answered_at).total_seconds()
+    assert 60 < talked < 150
+    with transaction(sessions) as session:
+        balance = session.execute(select(Account.balance).where(Account.login == "short")).scalar_one()
+        costs = session.execute(select(Cdr.cost).where(Cdr.session_id == ended.id)).scalars().all()
+    assert balance >= 0  # no overdraft: the credit limit is zero
+    assert balance == Decimal("0.30") - sum(costs) and len(costs) == 2
