@@ -248,6 +248,7 @@ class RegularCallback:
             if event.get("code") not in (408, 480, 486, 487, 600):
                 status = LegStatus.FAILED
             await self._db(self.store.leg_event, self.a_leg, status, utcnow(), event.get("code"))
+            self.a_leg = None  # over: nothing to hang up or bill
             return False
         self._a_answered = asyncio.get_running_loop().time()
         await self._db(self.store.leg_event, self.a_leg, LegStatus.ANSWERED, utcnow(), 200)

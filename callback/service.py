@@ -46,9 +46,9 @@ class Controller:
                 tasks.create_task(self.kamailio.run())
                 tasks.create_task(self.rtpengine.run())
                 await self._wait_connected()
-                interrupted = await asyncio.to_thread(self.store.recover, utcnow())
-                if interrupted:
-                    log.warning("closed and settled %d callbacks cut by a restart", len(interrupted))
+                for leg in await asyncio.to_thread(self.store.recover, utcnow()):
+                    log.warning("leg %s was up when the controller stopped: hung up and settled", leg)
+                    self.kamailio.send({"type": "hangup", "leg": leg})
                 links = Links(
                     self.kamailio, self.rtpengine, self.speech, self.store,
                     await ringback_tone(self.settings.paths_var_dir / "prompts"),

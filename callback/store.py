@@ -181,8 +181,9 @@ class CallbackStore:
             )
 
     def recover(self, now: datetime) -> list[str]:
-        """After a restart: sessions a controller was running are over. Their answered legs end now
-        and are settled; a session cut before its first leg was placed is requested again."""
+        """After a restart: sessions a controller was running are over. Their legs end now and are
+        settled; a session cut before its first leg was placed is requested again. Returns the legs
+        that were still up, for the controller to hang up."""
         interrupted = []
         with transaction(self._reads) as session:
             running = list(
@@ -202,10 +203,10 @@ class CallbackStore:
                     if leg.status not in FINAL_LEG_STATUSES:
                         status = LegStatus.ENDED if leg.answered_at else LegStatus.FAILED
                         self._record(session, leg, status, now, None, "controller restarted")
+                        interrupted.append(leg.id)
             for leg in legs:
                 self.settle(leg.id, now)
             self.end(session_id, "ended", "controller restarted", now)
-            interrupted.append(session_id)
         return interrupted
 
     # --- legs ------------------------------------------------------------------------------------

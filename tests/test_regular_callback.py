@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from boomerang import provisioning, services
 from boomerang.store import make_engine, session_factory, transaction
 from boomerang.store.models import (
+    AccessNumber,
     Account,
     AuthorizedCallerId,
     CallbackSession,
@@ -38,6 +39,7 @@ from tests.servicekit import GatewaySim, free_port, phone_scenario, running_edge
 pytestmark = pytest.mark.sip
 
 ACCESS = "123777777"  # rings 1 s, calls back 3 s after the busy
+RETRYING_ACCESS = "123888888"  # the same, and tries leg A once more 2 s after it was not answered
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +58,14 @@ def platform(tmp_path_factory):
                 session,
                 provisioning.GatewaySpec(name="destination", uri=f"sip:127.0.0.1:{ports['destination']}", priority=1),
             )
-            provisioning.add_access_number(
-                session, provisioning.AccessNumberSpec(number=ACCESS, ring_time_seconds=1, callback_delay_seconds=3)
+            for number in (ACCESS, RETRYING_ACCESS):
+                provisioning.add_access_number(
+                    session, provisioning.AccessNumberSpec(number=number, ring_time_seconds=1, callback_delay_seconds=3)
+                )
+            session.execute(
+                update(AccessNumber)
+                .where(AccessNumber.number == RETRYING_ACCESS)
+                .values(retry_attempts=1, retry_interval_seconds=2)
             )
         time.sleep(5.5)  # the edge's 5 s cache of gateways and access numbers
         controller = Supervisor(settings, out=io.StringIO())
@@ -92,10 +100,10 @@ def session_of(sessions, caller: str) -> CallbackSession | None:
         )
 
 
-def trigger(settings, caller: str) -> datetime:
+def trigger(settings, caller: str, access: str = ACCESS) -> datetime:
     """The caller dials the access number (ringing, busy); returns when it did."""
     at = utcnow()
-    assert sipp("trigger.xml", settings.sip_listen, "-s", ACCESS, "-key", "caller", "+" + caller).returncode == 0
+    assert sipp("trigger.xml", settings.sip_listen, "-s", access, "-key", "caller", "+" + caller).returncode == 0
     return at
 
 
@@ -290,3 +298,45 @@ def test_a_call_is_cut_when_the_credit_runs_out_and_nothing_is_overdrawn(platfor
         costs = session.execute(select(Cdr.cost).where(Cdr.session_id == ended.id)).scalars().all()
     assert balance >= 0  # no overdraft: the credit limit is zero
     assert balance == Decimal("0.30") - sum(costs) and len(costs) == 2
+
+
+def test_an_unanswered_callback_is_recorded_and_tried_again_per_the_access_numbers_policy(platform, tmp_path):
+    settings, ports, sessions, _ = platform
+    caller = "447700900170"
+    busy = GatewaySim("gw_busy.xml", ports["phone"], tmp_path, 60)
+    since = trigger(settings, caller, RETRYING_ACCESS)
+    assert busy.finish()[0] == 0  # the first callback found the phone busy
+    answering = GatewaySim(phone_scenario(tmp_path, "", wait_ms=0, hang_up_after_ms=2000), ports["phone"], tmp_path, 60)
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=60)
+    assert ended is not None and ended.end_reason == "caller hung up"
+    assert answering.finish()[0] == 0
+    first, second = legs_of(sessions, ended)
+    assert (first.role, first.status, first.sip_code) == (LegRole.A, LegStatus.BUSY, 486)
+    assert second.role is LegRole.A and second.answered_at is not None
+    assert second.created_at - first.ended_at >= timedelta(seconds=2)  # the retry interval
+    assert ended.attempts == 2
+
+
+def test_a_killed_controller_leaves_no_call_up_and_no_leg_unbilled(platform, tmp_path):
+    settings, ports, sessions, controller = platform
+    caller = "447700900180"  # known: no PIN, straight to the destination prompt, where it waits
+    with transaction(sessions) as session:
+        provisioning.add_caller_id(session, "demo", "+" + caller)
+    phone = GatewaySim(phone_scenario(tmp_path, "", wait_ms=0), ports["phone"], tmp_path, 60)
+    since = trigger(settings, caller)
+    up = wait_for(lambda: (s := session_of(sessions, caller)) and s.requested_at >= since
+                  and s.state == "asking_destination", timeout=30)  # fmt: skip
+    assert up
+    [running] = controller.running
+    running.process.kill()  # no chance to clean up
+    running.process.wait()
+    controller.running.clear()
+    controller.start(services.controller(settings))
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=30)
+    assert ended is not None and ended.end_reason == "controller restarted"
+    code, messages = phone.finish()
+    assert code == 0, messages[-3000:]  # the restarted controller hung the phone up
+    [a] = legs_of(sessions, ended)
+    with transaction(sessions) as session:
+        cdr = session.execute(select(Cdr).where(Cdr.leg_id == a.id)).scalar_one()
+    assert cdr.duration_seconds >= 1 and a.status is LegStatus.ENDED
