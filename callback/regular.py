@@ -59,7 +59,20 @@ REFUSAL_PROMPTS = {
     Reason.ACCOUNT_SUSPENDED: Prompt.ACCOUNT_UNAVAILABLE,
     Reason.TOO_MANY_CALLS: Prompt.ACCOUNT_UNAVAILABLE,
 }
-LEG_FAILURE_PROMPTS = {486: Prompt.BUSY, 600: Prompt.BUSY, 408: Prompt.NO_ANSWER, 480: Prompt.NO_ANSWER}
+# How an unanswered leg is recorded and announced, by final code. 487: we gave up after our ring
+# timeout and cancelled it (nobody else cancels our legs): the called party did not answer.
+FAILURE_STATUSES = {
+    486: LegStatus.BUSY,
+    600: LegStatus.BUSY,
+    408: LegStatus.NO_ANSWER,
+    480: LegStatus.NO_ANSWER,
+    487: LegStatus.NO_ANSWER,
+}
+FAILURE_PROMPTS = {LegStatus.BUSY: Prompt.BUSY, LegStatus.NO_ANSWER: Prompt.NO_ANSWER}
+
+
+def failure_status(code: int | None) -> LegStatus:
+    return FAILURE_STATUSES.get(code, LegStatus.FAILED)
 
 
 class LegGone(Exception):
@@ -244,10 +257,8 @@ class RegularCallback:
         await self._originate(self.a_leg, self.due.caller, caller_id, sdp, 7200, self.due.gateway)
         event = await self._outcome(self.a_leg, A_RING_SECONDS)
         if event["type"] != "leg_answered":
-            status = LegStatus.BUSY if event.get("code") in (486, 600) else LegStatus.NO_ANSWER
-            if event.get("code") not in (408, 480, 486, 487, 600):
-                status = LegStatus.FAILED
-            await self._db(self.store.leg_event, self.a_leg, status, utcnow(), event.get("code"))
+            code = event.get("code")
+            await self._db(self.store.leg_event, self.a_leg, failure_status(code), utcnow(), code)
             self.a_leg = None  # over: nothing to hang up or bill
             return False
         self._a_answered = asyncio.get_running_loop().time()
@@ -327,11 +338,11 @@ class RegularCallback:
         await self.media.stop()
         if event["type"] != "leg_answered":
             code = event.get("code") or 500
-            status = {486: LegStatus.BUSY, 600: LegStatus.BUSY, 408: LegStatus.NO_ANSWER, 480: LegStatus.NO_ANSWER}
-            await self._db(self.store.leg_event, leg, status.get(code, LegStatus.FAILED), utcnow(), code)
+            status = failure_status(code)
+            await self._db(self.store.leg_event, leg, status, utcnow(), code)
             await self._db(self.store.settle, leg, utcnow())
             self.b_leg = None
-            await self.say(LEG_FAILURE_PROMPTS.get(code, Prompt.CALL_FAILED))
+            await self.say(FAILURE_PROMPTS.get(status, Prompt.CALL_FAILED))
             return False
         await self._db(self.store.leg_event, leg, LegStatus.ANSWERED, utcnow(), 200)
         await self.media.b_answered(event["sdp"])
