@@ -176,11 +176,11 @@ class GatewaySim:
     the SIP messages it exchanged, so a test can read what we sent it.
     """
 
-    def __init__(self, scenario: str | Path, port: int, workdir: Path, timeout: float = 30) -> None:
+    def __init__(self, scenario: str | Path, port: int, workdir: Path, timeout: float = 30, calls: int = 1) -> None:
         self.trace = workdir / f"{Path(scenario).name}-{port}-messages.log"
         self.process = subprocess.Popen(
             [
-                "sipp", "-sf", str(SIPP_DIR / scenario), "-i", "127.0.0.1", "-p", str(port), "-m", "1",
+                "sipp", "-sf", str(SIPP_DIR / scenario), "-i", "127.0.0.1", "-p", str(port), "-m", str(calls),
                 "-mi", "127.0.0.1", "-mp", str(free_port()),
                 "-timeout", f"{int(timeout)}s", "-nostdin", "-trace_msg", "-message_file", str(self.trace),
             ],

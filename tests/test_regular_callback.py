@@ -115,27 +115,29 @@ def finished(sessions, caller: str, since: datetime) -> CallbackSession | None:
     return found if found.state in ("ended", "failed") else None
 
 
-def test_pin_flow_destination_back_to_the_prompt_and_the_caller_id_is_saved(platform, tmp_path):
+def test_pin_flow_two_destinations_one_after_the_other_and_the_caller_id_is_saved(platform, tmp_path):
     settings, ports, sessions, _ = platform
     caller = "447700900150"
     # The phone keys its PIN and a destination ahead of the prompts (they are kept); the destination
-    # answers, talks and hangs up; the caller is back at the destination prompt and hangs up later.
-    keys = "4321#0012025550143#"
+    # answers, talks and hangs up; back at the destination prompt the caller keys a second
+    # destination, which answers and hangs up too; the caller hangs up at the prompt after it.
+    keys = "4321#0012025550143#|9000|00442079460123#"
     phone = GatewaySim(
-        phone_scenario(tmp_path, keys, wait_ms=1000, gap_ms=150, hang_up_after_ms=20000), ports["phone"], tmp_path, 60
+        phone_scenario(tmp_path, keys, wait_ms=1000, gap_ms=150, hang_up_after_ms=14000), ports["phone"], tmp_path, 80
     )
-    destination = GatewaySim("gw_answer_then_bye.xml", ports["destination"], tmp_path, 60)
+    destination = GatewaySim("gw_answer_then_bye.xml", ports["destination"], tmp_path, 80, calls=2)
     with transaction(sessions) as session:
         balance_before = session.execute(select(Account.balance).where(Account.login == "demo")).scalar_one()
 
     since = trigger(settings, caller)
-    ended = wait_for(lambda: finished(sessions, caller, since), timeout=60)
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=80)
     assert ended is not None, session_of(sessions, caller)
     assert ended.end_reason == "caller hung up"
 
     code, messages = phone.finish()
     assert code == 0, messages[-3000:]
-    assert destination.finish()[0] == 0
+    code, messages = destination.finish()
+    assert code == 0, messages[-3000:]
 
     with transaction(sessions) as session:
         legs = (
@@ -143,16 +145,17 @@ def test_pin_flow_destination_back_to_the_prompt_and_the_caller_id_is_saved(plat
             .scalars()
             .all()
         )
-        [a, b] = legs
+        [a, b1, b2] = legs
         dialing = session.execute(
             select(LegEvent.at).where(LegEvent.leg_id == a.id, LegEvent.status == LegStatus.DIALING)
         ).scalar_one()
         saved = session.execute(select(AuthorizedCallerId).where(AuthorizedCallerId.number == caller)).scalar_one()
-        cdrs = {c.role: c for c in session.execute(select(Cdr).where(Cdr.session_id == ended.id)).scalars()}
+        cdrs = {c.leg_id: c for c in session.execute(select(Cdr).where(Cdr.session_id == ended.id)).scalars()}
         charges = (
             session.execute(
                 select(LedgerEntry.amount).where(
-                    LedgerEntry.kind == LedgerKind.CHARGE, LedgerEntry.reference.in_([f"cdr:{a.id}", f"cdr:{b.id}"])
+                    LedgerEntry.kind == LedgerKind.CHARGE,
+                    LedgerEntry.reference.in_([f"cdr:{leg.id}" for leg in legs]),
                 )
             )
             .scalars()
@@ -163,11 +166,13 @@ def test_pin_flow_destination_back_to_the_prompt_and_the_caller_id_is_saved(plat
     # Called back when promised: the due time (ring 1 s + delay 3 s after the trigger), within 1 s.
     assert abs(dialing - ended.due_at) < timedelta(seconds=1)
     assert (a.role, a.number, a.status) == (LegRole.A, caller, LegStatus.ENDED)
-    assert (b.role, b.number, b.status, b.hangup_by) == (LegRole.B, "12025550143", LegStatus.ENDED, "peer")
+    assert (b1.role, b1.number, b1.status, b1.hangup_by) == (LegRole.B, "12025550143", LegStatus.ENDED, "peer")
+    assert (b2.role, b2.number, b2.status, b2.hangup_by) == (LegRole.B, "442079460123", LegStatus.ENDED, "peer")
+    assert b1.ended_at <= b2.answered_at  # one destination after the other, never two at once
     assert saved.origin is CallerIdOrigin.PIN  # a good PIN saved the caller ID for next time
-    # One CDR per leg, charged once each; the balance moved by exactly their costs.
-    assert set(cdrs) == {LegRole.A, LegRole.B}
-    assert cdrs[LegRole.A].price_per_minute == Decimal("0.10") and cdrs[LegRole.B].price_per_minute == Decimal("0.05")
+    # One CDR per leg at its own rate, charged once each; the balance moved by exactly their costs.
+    assert set(cdrs) == {a.id, b1.id, b2.id}
+    assert [cdrs[leg.id].price_per_minute for leg in legs] == [Decimal("0.10"), Decimal("0.05"), Decimal("0.10")]
     assert sorted(-amount for amount in charges) == sorted(c.cost for c in cdrs.values() if c.cost)
     assert balance_after == balance_before - sum(c.cost for c in cdrs.values())
 
