@@ -302,11 +302,21 @@ def on_in_dialog_request():
     return True
 
 
+# Keys as `Signal=` carries them: the key itself, or (some phones) its RFC 4733 event code.
+_DTMF_KEYS = "0123456789*#ABCD"
+_DTMF_EVENT_CODES = {str(code): key for code, key in enumerate(_DTMF_KEYS)}
+
+
 def _dtmf_relay_digit(body):
+    """The key of an application/dtmf-relay INFO body, or None when it names none."""
     for line in body.splitlines():
         name, _, value = line.partition("=")
-        if name.strip().lower() == "signal" and value.strip():
-            return value.strip()[0]
+        if name.strip().lower() != "signal":
+            continue
+        value = value.strip().upper()
+        if len(value) == 1 and value in _DTMF_KEYS:
+            return value
+        return _DTMF_EVENT_CODES.get(value)
     return None
 
 

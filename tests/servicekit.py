@@ -204,11 +204,38 @@ class GatewaySim:
             self.process.communicate()
 
 
+# One key pressed as SIP INFO (application/dtmf-relay) by the phone, inside the call it answered.
+_INFO_KEY = """  <send retrans="500">
+    <![CDATA[
+      INFO [$contact] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:phone@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+      To: [$caller]
+      [last_Call-ID:]
+      CSeq: {cseq} INFO
+      Max-Forwards: 70
+      Content-Type: application/dtmf-relay
+      Content-Length: [len]
+
+      Signal={key}
+      Duration=160
+    ]]>
+  </send>
+  <recv response="200"/>
+"""
+
+
 def phone_scenario(
-    workdir: Path, keys: str, wait_ms: int = 1500, gap_ms: int = 400, hang_up_after_ms: int | None = None
+    workdir: Path,
+    keys: str,
+    wait_ms: int = 1500,
+    gap_ms: int = 400,
+    hang_up_after_ms: int | None = None,
+    dtmf: str = "rfc4733",
 ) -> Path:
-    """A sipp scenario for the user's phone: answer, wait `wait_ms`, key `keys` as RFC 4733 events,
-    then wait for the platform's BYE, or hang up itself `hang_up_after_ms` after the last key.
+    """A sipp scenario for the user's phone: answer, wait `wait_ms`, key `keys` as RFC 4733 events
+    (or as SIP INFO with `dtmf="info"`), then wait for the platform's BYE, or hang up itself
+    `hang_up_after_ms` after the last key.
 
     `keys` may hold pauses: "0012025550143#|9000|#11" keys a number, waits 9 s, keys #11.
     """
@@ -219,14 +246,18 @@ def phone_scenario(
             steps.append(f'  <pause milliseconds="{int(part)}"/>\n')
             continue
         for position, key in enumerate(part):
-            pcap = write_key_press(workdir / f"key-{presses}-{ord(key)}.pcap", key, presses)
+            if dtmf == "info":
+                steps.append(_INFO_KEY.replace("{cseq}", str(2 + presses)).replace("{key}", key))
+            else:
+                pcap = write_key_press(workdir / f"key-{presses}-{ord(key)}.pcap", key, presses)
+                steps.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n')
             presses += 1
-            steps.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n')
             if position < len(part) - 1:  # nothing after a group's last key: the platform may act at once
                 steps.append(f'  <pause milliseconds="{gap_ms}"/>\n')
     presses_text = "".join(steps)
     name = "phone_template.xml" if hang_up_after_ms is None else "phone_hangup_template.xml"
     text = (SIPP_DIR / name).read_text().replace("{wait_ms}", str(wait_ms)).replace("{keys}", presses_text)
-    path = workdir / f"phone-{abs(hash((keys, wait_ms, hang_up_after_ms)))}.xml"
+    text = text.replace("{bye_cseq}", str(2 + presses))
+    path = workdir / f"phone-{abs(hash((keys, wait_ms, hang_up_after_ms, dtmf)))}.xml"
     path.write_text(text.replace("{stay_ms}", str(hang_up_after_ms or 0)))
     return path

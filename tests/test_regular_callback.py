@@ -115,7 +115,20 @@ def finished(sessions, caller: str, since: datetime) -> CallbackSession | None:
     return found if found.state in ("ended", "failed") else None
 
 
-def test_pin_flow_two_destinations_one_after_the_other_and_the_caller_id_is_saved(platform, tmp_path):
+def legs_of(sessions, callback: CallbackSession) -> list[CallLeg]:
+    with transaction(sessions) as session:
+        query = select(CallLeg).where(CallLeg.session_id == callback.id).order_by(CallLeg.created_at)
+        return list(session.execute(query).scalars())
+
+
+def known_caller(sessions, number: str) -> str:
+    """`number`, made an authorized caller ID of the demo account: its callbacks skip the PIN."""
+    with transaction(sessions) as session:
+        provisioning.add_caller_id(session, "demo", "+" + number)
+    return number
+
+
+def test_pin_flow_two_destinations_then_the_saved_caller_id_skips_the_pin(platform, tmp_path):
     settings, ports, sessions, _ = platform
     caller = "447700900150"
     # The phone keys its PIN and a destination ahead of the prompts (they are kept); the destination
@@ -176,16 +189,8 @@ def test_pin_flow_two_destinations_one_after_the_other_and_the_caller_id_is_save
     assert sorted(-amount for amount in charges) == sorted(c.cost for c in cdrs.values() if c.cost)
     assert balance_after == balance_before - sum(c.cost for c in cdrs.values())
 
-
-def legs_of(sessions, callback: CallbackSession) -> list[CallLeg]:
-    with transaction(sessions) as session:
-        query = select(CallLeg).where(CallLeg.session_id == callback.id).order_by(CallLeg.created_at)
-        return list(session.execute(query).scalars())
-
-
-def test_a_known_caller_id_skips_the_pin(platform, tmp_path):
-    settings, ports, sessions, _ = platform
-    caller = "447700900150"  # saved by the PIN flow above
+    # The next trigger from the same number skips the PIN: had it been asked, the destination's
+    # digits would have been taken for a (wrong) PIN.
     phone = GatewaySim(
         phone_scenario(tmp_path, "0012025550143#", wait_ms=1000, gap_ms=150, hang_up_after_ms=8000),
         ports["phone"], tmp_path, 60,
@@ -197,11 +202,34 @@ def test_a_known_caller_id_skips_the_pin(platform, tmp_path):
     for sim in (phone, destination):
         code, messages = sim.finish()
         assert code == 0, messages[-3000:]
-    # Had a PIN been asked, the destination's digits would have been taken for a (wrong) PIN.
     assert [(leg.role, leg.number) for leg in legs_of(sessions, ended)] == [
         (LegRole.A, caller),
         (LegRole.B, "12025550143"),
     ]
+
+
+def test_keys_by_sip_info_are_heard_and_the_destinations_keys_are_not(platform, tmp_path):
+    settings, ports, sessions, _ = platform
+    caller = "447700900161"
+    # The phone keys its PIN and the destination as SIP INFO; the destination presses #11 (INFO)
+    # a moment after answering, which must not end it: only the user's keys count.
+    phone = GatewaySim(
+        phone_scenario(tmp_path, "4321#0012025550143#", wait_ms=1000, gap_ms=150, hang_up_after_ms=9000, dtmf="info"),
+        ports["phone"], tmp_path, 60,
+    )  # fmt: skip
+    destination = GatewaySim("gw_answer_keys_hash11_info.xml", ports["destination"], tmp_path, 60)
+    since = trigger(settings, caller)
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=60)
+    assert ended is not None and ended.end_reason == "caller hung up"
+    for sim in (phone, destination):
+        code, messages = sim.finish()
+        assert code == 0, messages[-3000:]
+    a, b = legs_of(sessions, ended)
+    assert (a.number, b.number) == (caller, "12025550143")
+    assert b.hangup_cause != "#11" and b.ended_at - b.answered_at > timedelta(seconds=3)
+    with transaction(sessions) as session:
+        saved = session.execute(select(AuthorizedCallerId).where(AuthorizedCallerId.number == caller)).scalar_one()
+    assert saved.origin is CallerIdOrigin.PIN  # the PIN keyed by INFO was taken
 
 
 def test_three_wrong_pins_end_the_call_and_bill_nothing(platform, tmp_path):
@@ -223,7 +251,7 @@ def test_three_wrong_pins_end_the_call_and_bill_nothing(platform, tmp_path):
 
 def test_hash_11_ends_the_destination_and_returns_to_the_prompt(platform, tmp_path):
     settings, ports, sessions, _ = platform
-    caller = "447700900150"
+    caller = known_caller(sessions, "447700900152")
     phone = GatewaySim(
         phone_scenario(tmp_path, "0012025550143#|9000|#11", wait_ms=1000, gap_ms=150, hang_up_after_ms=6000),
         ports["phone"], tmp_path, 60,
@@ -240,7 +268,7 @@ def test_hash_11_ends_the_destination_and_returns_to_the_prompt(platform, tmp_pa
 
 def test_leg_b_busy_gets_a_prompt_and_another_try(platform, tmp_path):
     settings, ports, sessions, _ = platform
-    caller = "447700900150"
+    caller = known_caller(sessions, "447700900153")
     phone = GatewaySim(
         phone_scenario(tmp_path, "0012025550143#", wait_ms=1000, gap_ms=150, hang_up_after_ms=9000),
         ports["phone"], tmp_path, 60,
@@ -261,7 +289,7 @@ def test_leg_b_busy_gets_a_prompt_and_another_try(platform, tmp_path):
 
 def test_a_callback_requested_while_the_controller_is_down_is_placed_when_it_starts(platform, tmp_path):
     settings, ports, sessions, controller = platform
-    caller = "447700900150"
+    caller = known_caller(sessions, "447700900154")
     controller.stop_all()
     since = trigger(settings, caller)
     time.sleep(5)  # past the callback's due time, with no controller running
@@ -324,9 +352,7 @@ def test_an_unanswered_callback_is_recorded_and_tried_again_per_the_access_numbe
 
 def test_a_killed_controller_leaves_no_call_up_and_no_leg_unbilled(platform, tmp_path):
     settings, ports, sessions, controller = platform
-    caller = "447700900180"  # known: no PIN, straight to the destination prompt, where it waits
-    with transaction(sessions) as session:
-        provisioning.add_caller_id(session, "demo", "+" + caller)
+    caller = known_caller(sessions, "447700900180")  # no PIN: straight to the destination prompt, where it waits
     phone = GatewaySim(phone_scenario(tmp_path, "", wait_ms=0), ports["phone"], tmp_path, 60)
     since = trigger(settings, caller)
     up = wait_for(lambda: (s := session_of(sessions, caller)) and s.requested_at >= since
