@@ -1,4 +1,4 @@
-"""RFC 4733 telephone-event packets as pcap files for sipp's play_pcap_audio.
+"""RTP as pcap files for sipp's play_pcap_audio: RFC 4733 key presses, and plain audio streams.
 
 sipp replays a pcap as it is, so the same digit twice from one stock pcap carries the same RTP
 timestamp and a receiver rightly takes the second for a retransmission of the first. These files give
@@ -15,11 +15,19 @@ PAYLOAD_TYPE = 101
 PACKET_MS = 20
 
 
+PCMA_PAYLOAD_TYPE = 8
+PCMA_SILENCE = b"\xd5" * 160  # 20 ms of A-law silence
+
+
 def _packet(seq: int, timestamp: int, event: int, end: bool, duration: int, marker: bool) -> bytes:
-    rtp = struct.pack(
-        "!BBHII", 0x80, (0x80 if marker else 0) | PAYLOAD_TYPE, seq & 0xFFFF, timestamp & 0xFFFFFFFF, 0x0B00E4A6
-    )
     payload = struct.pack("!BBH", event, (0x80 if end else 0) | 10, duration)
+    return _udp_frame(PAYLOAD_TYPE, seq, timestamp, marker, payload)
+
+
+def _udp_frame(payload_type: int, seq: int, timestamp: int, marker: bool, payload: bytes) -> bytes:
+    rtp = struct.pack(
+        "!BBHII", 0x80, (0x80 if marker else 0) | payload_type, seq & 0xFFFF, timestamp & 0xFFFFFFFF, 0x0B00E4A6
+    )
     udp_body = rtp + payload
     udp = struct.pack("!HHHH", 6000, 6000, 8 + len(udp_body), 0) + udp_body
     ip = struct.pack(
@@ -38,6 +46,20 @@ def write_key_press(path: Path, digit: str, press: int) -> Path:
         packet = _packet(base_seq + index, base_ts, EVENTS[digit], end, duration, marker=index == 0)
         seconds, micros = divmod(index * PACKET_MS * 1000, 1_000_000)
         records.append(struct.pack("<IIII", 1_700_000_000 + seconds, micros, len(packet), len(packet)) + packet)
+    return _write(path, records)
+
+
+def write_audio(path: Path, seconds: int) -> Path:
+    """`seconds` of PCMA audio (payload type 8) in 20 ms packets: a phone that keeps sending media."""
+    records = []
+    for index in range(seconds * 1000 // PACKET_MS):
+        packet = _udp_frame(PCMA_PAYLOAD_TYPE, index, index * 160, index == 0, PCMA_SILENCE)
+        stamp, micros = divmod(index * PACKET_MS * 1000, 1_000_000)
+        records.append(struct.pack("<IIII", 1_700_000_000 + stamp, micros, len(packet), len(packet)) + packet)
+    return _write(path, records)
+
+
+def _write(path: Path, records: list[bytes]) -> Path:
     header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
     path.write_bytes(header + b"".join(records))
     return path

@@ -232,10 +232,12 @@ def phone_scenario(
     gap_ms: int = 400,
     hang_up_after_ms: int | None = None,
     dtmf: str = "rfc4733",
+    audio_after_keys: Path | None = None,
 ) -> Path:
     """A sipp scenario for the user's phone: answer, wait `wait_ms`, key `keys` as RFC 4733 events
     (or as SIP INFO with `dtmf="info"`), then wait for the platform's BYE, or hang up itself
-    `hang_up_after_ms` after the last key.
+    `hang_up_after_ms` after the last key. `audio_after_keys`: a pcap the phone plays after its keys
+    (sipp plays one pcap at a time per call: a key press stops the audio before it).
 
     `keys` may hold pauses: "0012025550143#|9000|#11" keys a number, waits 9 s, keys #11.
     """
@@ -254,10 +256,12 @@ def phone_scenario(
             presses += 1
             if position < len(part) - 1:  # nothing after a group's last key: the platform may act at once
                 steps.append(f'  <pause milliseconds="{gap_ms}"/>\n')
+    if audio_after_keys is not None:
+        steps.append(f'  <nop><action><exec play_pcap_audio="{audio_after_keys}"/></action></nop>\n')
     presses_text = "".join(steps)
     name = "phone_template.xml" if hang_up_after_ms is None else "phone_hangup_template.xml"
     text = (SIPP_DIR / name).read_text().replace("{wait_ms}", str(wait_ms)).replace("{keys}", presses_text)
     text = text.replace("{bye_cseq}", str(2 + presses))
-    path = workdir / f"phone-{abs(hash((keys, wait_ms, hang_up_after_ms, dtmf)))}.xml"
+    path = workdir / f"phone-{abs(hash((keys, wait_ms, hang_up_after_ms, dtmf, str(audio_after_keys))))}.xml"
     path.write_text(text.replace("{stay_ms}", str(hang_up_after_ms or 0)))
     return path
