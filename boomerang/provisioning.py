@@ -348,6 +348,8 @@ class AccessNumberSpec:
     known_callers_only: bool = False
     save_caller_id_on_pin: bool = True
     announce_balance: bool = True
+    retry_attempts: int = 0  # further calls to a caller who did not answer
+    retry_interval_seconds: int = 30
 
 
 def add_access_number(session: Session, spec: AccessNumberSpec) -> AccessNumber:
@@ -364,6 +366,10 @@ def add_access_number(session: Session, spec: AccessNumberSpec) -> AccessNumber:
         raise InvalidInput("the callback delay must be between 3 and 6 seconds")
     if not (spec.allow_pin or spec.allow_ani):
         raise InvalidInput("an access number must allow PIN or caller ID authorization, or both")
+    if not 0 <= spec.retry_attempts <= 5:
+        raise InvalidInput("retries must be between 0 and 5")
+    if not 5 <= spec.retry_interval_seconds <= 3600:
+        raise InvalidInput("the retry interval must be between 5 and 3600 seconds")
     if session.execute(select(AccessNumber.id).where(AccessNumber.number == number)).first():
         raise Conflict(f"access number {number} already exists")
     access_number = AccessNumber(**asdict(spec) | {"number": number})

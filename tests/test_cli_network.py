@@ -16,7 +16,7 @@ from tests.clikit import ok, table
 failed = functools.partial(clikit.failed, usage_errors=True)
 
 GATEWAY_HEADER = "name\turi\ttrusted_source\tpriority\tenabled\tformat\n"
-ACCESS_HEADER = "number\tlabel\tring_time\tcallback_delay\tpin\tani\tknown_only\n"
+ACCESS_HEADER = "number\tlabel\tring_time\tcallback_delay\tpin\tani\tknown_only\tretries\n"
 
 
 def count(db, model) -> int:
@@ -128,7 +128,8 @@ def test_access_number_add_and_list(cli, db):
             "--no-ani", "--known-callers-only", "--no-save-caller-id", "--no-balance",
         )
     )  # fmt: skip
-    ok(cli("access-number", "add", "555", "--no-pin", "--ring-time", "1", "--callback-delay", "3"))
+    ok(cli("access-number", "add", "555", "--no-pin", "--ring-time", "1", "--callback-delay", "3", "--retries", "2",
+           "--retry-interval", "60"))  # fmt: skip
 
     assert table(ok(cli("access-number", "list"))) == [  # sorted by number, as text
         {
@@ -139,6 +140,7 @@ def test_access_number_add_and_list(cli, db):
             "pin": "yes",
             "ani": "yes",
             "known_only": "no",
+            "retries": "no",
         },
         {
             "number": "441234567890",
@@ -148,6 +150,7 @@ def test_access_number_add_and_list(cli, db):
             "pin": "yes",
             "ani": "no",
             "known_only": "yes",
+            "retries": "no",
         },
         {
             "number": "555",
@@ -157,6 +160,7 @@ def test_access_number_add_and_list(cli, db):
             "pin": "no",
             "ani": "yes",
             "known_only": "no",
+            "retries": "2 every 60s",
         },
     ]
     with db() as session:
@@ -166,6 +170,8 @@ def test_access_number_add_and_list(cli, db):
     assert numbers["441234567890"].announce_balance is False
     assert numbers["123333333"].save_caller_id_on_pin is True
     assert numbers["123333333"].announce_balance is True
+    assert (numbers["555"].retry_attempts, numbers["555"].retry_interval_seconds) == (2, 60)
+    assert numbers["123333333"].retry_attempts == 0
 
 
 def test_access_number_add_refuses_bad_input_and_a_duplicate(cli, db):
@@ -180,6 +186,8 @@ def test_access_number_add_refuses_bad_input_and_a_duplicate(cli, db):
         (["123333333", "--language", "German"], "is not a valid language"),
         (["123333333", "--label", "l" * 101], "at most 100 characters"),
         (["123333333", "--ring-time", "five"], "invalid int value"),
+        (["123333333", "--retries", "6"], "retries must be between 0 and 5"),
+        (["123333333", "--retries", "1", "--retry-interval", "4"], "retry interval must be between 5 and 3600"),
         ([], "number"),
     ]:
         failed(cli("access-number", "add", *arguments), 2, message)

@@ -36,6 +36,8 @@ def register(groups) -> None:
     add.add_argument("--known-callers-only", action="store_true", help="ignore calls from unknown numbers")
     add.add_argument("--no-save-caller-id", action="store_true", help="a correct PIN does not save the number")
     add.add_argument("--no-balance", action="store_true", help="do not announce the balance")
+    add.add_argument("--retries", type=int, default=0, help="calls back again this many times when unanswered (0-5)")
+    add.add_argument("--retry-interval", type=int, default=30, help="seconds between those calls (5-3600)")
     add.set_defaults(handler=add_access_number)
     numbers.add_parser("list", help="all access numbers").set_defaults(handler=list_access_numbers)
 
@@ -79,6 +81,8 @@ def add_access_number(args, ctx: CommandContext) -> int:
         known_callers_only=args.known_callers_only,
         save_caller_id_on_pin=not args.no_save_caller_id,
         announce_balance=not args.no_balance,
+        retry_attempts=args.retries,
+        retry_interval_seconds=args.retry_interval,
     )
     with ctx.transaction() as session:
         number = provisioning.add_access_number(session, spec)
@@ -100,8 +104,9 @@ def list_access_numbers(args, ctx: CommandContext) -> int:
                 flag(n.allow_pin),
                 flag(n.allow_ani),
                 flag(n.known_callers_only),
+                f"{n.retry_attempts} every {n.retry_interval_seconds}s" if n.retry_attempts else "no",
             ]
             for n in provisioning.access_numbers(session)
         ]
-    ctx.table(["number", "label", "ring_time", "callback_delay", "pin", "ani", "known_only"], rows)
+    ctx.table(["number", "label", "ring_time", "callback_delay", "pin", "ani", "known_only", "retries"], rows)
     return 0
