@@ -92,3 +92,22 @@ def dialled_to_e164(digits: str, country_code: str | None = None, national_prefi
     if country_code == "1" and len(digits) == 10:
         return to_e164("1" + digits)
     return to_e164(digits)
+
+
+class PrefixList(tuple[str, ...]):
+    """E.164 prefixes, written and read as "1900,44909" (a setting's text form)."""
+
+    @classmethod
+    def parse(cls, text: str) -> PrefixList:
+        prefixes = [part.strip().lstrip("+") for part in text.split(",") if part.strip()]
+        for prefix in prefixes:
+            if not prefix.isascii() or not prefix.isdigit() or len(prefix) > 15:
+                raise ValueError(f"{prefix!r} is not a number prefix (up to 15 digits)")
+        return cls(prefixes)
+
+    def __str__(self) -> str:
+        return ",".join(self)
+
+    def covers(self, number: str) -> bool:
+        """Whether an E.164 number (digits) starts with one of these prefixes."""
+        return any(number.startswith(prefix) for prefix in self)

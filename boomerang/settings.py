@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from boomerang.numbers import service_number
+from boomerang.numbers import PrefixList, service_number
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = PROJECT_ROOT / "etc" / "boomerang.toml"
@@ -63,6 +63,7 @@ class Settings:
     carrier_default_gateway: str
     numbers_access_number: str
     numbers_sms_number: str
+    numbers_blocked_prefixes: PrefixList
     security_secret_key: str
     security_secret_key_file: Path | None
     paths_var_dir: Path
@@ -209,6 +210,7 @@ PARSERS: dict[tuple[str, str], Callable[[Any], Any]] = {
     ("carrier", "default_gateway"): _sip_uri,
     ("numbers", "access_number"): lambda value: service_number(_text(value)),
     ("numbers", "sms_number"): lambda value: service_number(_text(value)),
+    ("numbers", "blocked_prefixes"): lambda value: PrefixList.parse(_text(value)),
     ("security", "secret_key"): _text,
     ("security", "secret_key_file"): lambda value: _path(value) if _text(value).strip() else None,
     ("paths", "var_dir"): _path,

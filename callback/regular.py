@@ -20,7 +20,7 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from boomerang.numbers import InvalidNumber, dialled_to_e164
+from boomerang.numbers import InvalidNumber, PrefixList, dialled_to_e164
 from boomerang.store.models import AccountStatus, LegRole, LegStatus
 from boomerang.store.types import utcnow
 from callback.digits import DigitCollector
@@ -85,12 +85,15 @@ OUT_OF_CREDIT = "out of credit"  # the cancel message of a session cut because i
 class Links:
     """What a session needs from the controller: sending to Kamailio, rtpengine, prompts, storage."""
 
-    def __init__(self, kamailio, ng, speech: SpeechCache, store: CallbackStore, ringback: Path) -> None:
+    def __init__(
+        self, kamailio, ng, speech: SpeechCache, store: CallbackStore, ringback: Path, blocked: PrefixList
+    ) -> None:
         self.kamailio = kamailio
         self.ng = ng
         self.speech = speech
         self.store = store
         self.ringback = ringback
+        self.blocked = blocked  # destinations nobody may call
 
 
 class RegularCallback:
@@ -309,10 +312,15 @@ class RegularCallback:
         if not entry.digits:
             return None
         try:
-            return dialled_to_e164(entry.digits, self.account.country_code)
+            number = dialled_to_e164(entry.digits, self.account.country_code)
         except InvalidNumber:
             await self.say(Prompt.INVALID_NUMBER)
             return None
+        if self.links.blocked.covers(number):
+            log.info("callback %s: blocked destination %s refused", self.due.session_id, number)
+            await self.say(Prompt.BLOCKED)
+            return None
+        return number
 
     async def _call_b(self, number: str) -> bool:
         """Place leg B to the number and bridge it; True once a call was connected."""

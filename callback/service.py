@@ -52,6 +52,7 @@ class Controller:
                 links = Links(
                     self.kamailio, self.rtpengine, self.speech, self.store,
                     await ringback_tone(self.settings.paths_var_dir / "prompts"),
+                    self.settings.numbers_blocked_prefixes,
                 )  # fmt: skip
                 _report_ready()
                 tasks.create_task(self._heartbeat())

@@ -233,11 +233,14 @@ def phone_scenario(
     hang_up_after_ms: int | None = None,
     dtmf: str = "rfc4733",
     audio_after_keys: Path | None = None,
+    listen_on: int | None = None,
 ) -> Path:
     """A sipp scenario for the user's phone: answer, wait `wait_ms`, key `keys` as RFC 4733 events
     (or as SIP INFO with `dtmf="info"`), then wait for the platform's BYE, or hang up itself
     `hang_up_after_ms` after the last key. `audio_after_keys`: a pcap the phone plays after its keys
-    (sipp plays one pcap at a time per call: a key press stops the audio before it).
+    (sipp plays one pcap at a time per call: a key press stops the audio before it). `listen_on`: the
+    media port the phone's answer names instead of sipp's own, so a test can hear what the phone
+    would (the phone then sends no audio of its own: rtpengine would follow it to sipp's port).
 
     `keys` may hold pauses: "0012025550143#|9000|#11" keys a number, waits 9 s, keys #11.
     """
@@ -262,6 +265,11 @@ def phone_scenario(
     name = "phone_template.xml" if hang_up_after_ms is None else "phone_hangup_template.xml"
     text = (SIPP_DIR / name).read_text().replace("{wait_ms}", str(wait_ms)).replace("{keys}", presses_text)
     text = text.replace("{bye_cseq}", str(2 + presses))
-    path = workdir / f"phone-{abs(hash((keys, wait_ms, hang_up_after_ms, dtmf, str(audio_after_keys))))}.xml"
+    if listen_on is not None:
+        text = text.replace("m=audio [media_port]", f"m=audio {listen_on}")
+        text = text.replace(
+            '  <nop><action><exec play_pcap_audio="/usr/share/sip-tester/g711a.pcap"/></action></nop>\n', ""
+        )
+    path = workdir / f"phone-{abs(hash((keys, wait_ms, hang_up_after_ms, dtmf, str(audio_after_keys), listen_on)))}.xml"
     path.write_text(text.replace("{stay_ms}", str(hang_up_after_ms or 0)))
     return path

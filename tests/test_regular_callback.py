@@ -7,6 +7,7 @@ Demo data: account demo (PIN 4321, 10.00 USD), tariff demo (44: 0.10/min 60/60; 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from datetime import datetime, timedelta
@@ -34,12 +35,16 @@ from boomerang.store.models import (
 )
 from boomerang.store.types import utcnow
 from boomerang.supervisor import Supervisor
+from callback.prompts import Prompt, sentence
+from callback.speech import SpeechCache
+from tests.rtp_listener import RtpListener, similarity, voiced_seconds, wav_samples
 from tests.servicekit import GatewaySim, free_port, phone_scenario, running_edge, sipp
 
 pytestmark = pytest.mark.sip
 
 ACCESS = "123777777"  # rings 1 s, calls back 3 s after the busy
 RETRYING_ACCESS = "123888888"  # the same, and tries leg A once more 2 s after it was not answered
+QUIET_ACCESS = "123999999"  # the same, and does not announce the balance
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +52,9 @@ def platform(tmp_path_factory):
     """The SIP edge and the call controller; the demo carrier reaches the caller's phone, a second
     carrier (tried first for destinations) reaches the called parties."""
     # A short repeat window: the same caller triggers again in the next tests.
-    with running_edge(tmp_path_factory.mktemp("callback"), triggers_repeat_window_seconds="2") as settings:
+    with running_edge(
+        tmp_path_factory.mktemp("callback"), triggers_repeat_window_seconds="2", numbers_blocked_prefixes="1900,44909"
+    ) as settings:
         ports = {"phone": free_port(), "destination": free_port()}
         engine = make_engine(settings.database_url)
         with transaction(session_factory(engine)) as session:
@@ -58,7 +65,7 @@ def platform(tmp_path_factory):
                 session,
                 provisioning.GatewaySpec(name="destination", uri=f"sip:127.0.0.1:{ports['destination']}", priority=1),
             )
-            for number in (ACCESS, RETRYING_ACCESS):
+            for number in (ACCESS, RETRYING_ACCESS, QUIET_ACCESS):
                 provisioning.add_access_number(
                     session, provisioning.AccessNumberSpec(number=number, ring_time_seconds=1, callback_delay_seconds=3)
                 )
@@ -66,6 +73,9 @@ def platform(tmp_path_factory):
                 update(AccessNumber)
                 .where(AccessNumber.number == RETRYING_ACCESS)
                 .values(retry_attempts=1, retry_interval_seconds=2)
+            )
+            session.execute(
+                update(AccessNumber).where(AccessNumber.number == QUIET_ACCESS).values(announce_balance=False)
             )
         time.sleep(5.5)  # the edge's 5 s cache of gateways and access numbers
         controller = Supervisor(settings, out=io.StringIO())
@@ -232,6 +242,35 @@ def test_keys_by_sip_info_are_heard_and_the_destinations_keys_are_not(platform, 
     assert saved.origin is CallerIdOrigin.PIN  # the PIN keyed by INFO was taken
 
 
+def test_the_caller_hears_the_prompts_spoken_in_the_accounts_language(platform, tmp_path):
+    settings, ports, sessions, _ = platform
+    caller = "447700900190"
+    with transaction(sessions) as session:
+        spec = provisioning.AccountSpec(login="cliente", currency="USD", tariff="demo", language="es")
+        provisioning.create_account(session, spec)
+        provisioning.top_up(session, "cliente", Decimal("5.00"), reference="cliente:credit")
+        provisioning.add_caller_id(session, "cliente", "+" + caller)
+    # The phone's answer names our listener's port: what arrives there is what its user would hear.
+    listening_port = free_port()
+    listener = RtpListener(listening_port)
+    phone = GatewaySim(
+        phone_scenario(tmp_path, "", wait_ms=0, hang_up_after_ms=6000, listen_on=listening_port),
+        ports["phone"], tmp_path, 60,
+    )  # fmt: skip
+    since = trigger(settings, caller, QUIET_ACCESS)
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=60)
+    listener.stop()
+    assert ended is not None and ended.end_reason == "caller hung up"
+    assert phone.finish()[0] == 0
+
+    heard = listener.samples()
+    spanish = SpeechCache(settings.paths_var_dir / "prompts").path_for(sentence(Prompt.ENTER_DESTINATION, "es"), "es")
+    english = asyncio.run(SpeechCache(tmp_path / "en").render(sentence(Prompt.ENTER_DESTINATION, "en"), "en"))
+    assert voiced_seconds(heard) > 1.0  # speech, not silence
+    assert similarity(heard, wav_samples(spanish)) > 0.9  # the Spanish destination prompt, from its start
+    assert similarity(heard, wav_samples(english)) < 0.5
+
+
 def test_three_wrong_pins_end_the_call_and_bill_nothing(platform, tmp_path):
     settings, ports, sessions, _ = platform
     caller = "447700900151"  # unknown
@@ -285,6 +324,27 @@ def test_leg_b_busy_gets_a_prompt_and_another_try(platform, tmp_path):
     assert a.ended_at - b.ended_at > timedelta(seconds=5)  # A was asked for another destination
     with transaction(sessions) as session:
         assert session.execute(select(Cdr).where(Cdr.leg_id == b.id)).first() is None  # busy costs nothing
+
+
+def test_a_blocked_destination_gets_a_prompt_and_another_try(platform, tmp_path):
+    settings, ports, sessions, _ = platform
+    caller = known_caller(sessions, "447700900155")
+    phone = GatewaySim(
+        phone_scenario(tmp_path, "0019005550100#|3000|0012025550143#", wait_ms=1000, gap_ms=150, hang_up_after_ms=9000),
+        ports["phone"], tmp_path, 60,
+    )  # fmt: skip
+    destination = GatewaySim("gw_answer_then_bye.xml", ports["destination"], tmp_path, 60)  # one call only
+    since = trigger(settings, caller)
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=60)
+    assert ended is not None and ended.end_reason == "caller hung up"
+    for sim in (phone, destination):
+        code, messages = sim.finish()
+        assert code == 0, messages[-3000:]
+    # The premium-rate number (1900...) was never dialled; the next one was.
+    assert [(leg.role, leg.number) for leg in legs_of(sessions, ended)] == [
+        (LegRole.A, caller),
+        (LegRole.B, "12025550143"),
+    ]
 
 
 def test_a_callback_requested_while_the_controller_is_down_is_placed_when_it_starts(platform, tmp_path):

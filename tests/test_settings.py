@@ -15,6 +15,7 @@ def test_defaults_make_the_demo_work_on_one_machine():
     assert settings.carrier_default_gateway == "sip:127.0.0.1:5080"
     assert settings.numbers_access_number == "123333333"
     assert settings.numbers_sms_number == "1234000000"
+    assert settings.numbers_blocked_prefixes == ()  # nothing blocked unless the operator says so
     assert settings.rtpengine_port_min < settings.rtpengine_port_max
 
 
@@ -34,6 +35,14 @@ def test_environment_overrides_the_file():
     assert settings.numbers_access_number == "441234567890"
 
 
+def test_blocked_prefixes_are_read_as_a_list_and_passed_on_as_written():
+    settings = load({"BOOMERANG_NUMBERS_BLOCKED_PREFIXES": " +1900, 44909 ,"})
+    assert settings.numbers_blocked_prefixes == ("1900", "44909")
+    assert settings.numbers_blocked_prefixes.covers("19005550100")
+    assert not settings.numbers_blocked_prefixes.covers("12025550143")
+    assert load(settings.environment()).numbers_blocked_prefixes == ("1900", "44909")
+
+
 def test_override_file_sets_only_what_differs(tmp_path):
     override = tmp_path / "site.toml"
     override.write_text('[portal]\nlisten = "127.0.0.1:9090"\n')
@@ -51,6 +60,7 @@ def test_override_file_sets_only_what_differs(tmp_path):
         ({"BOOMERANG_PORTAL_WORKERS": "many"}, ["portal.workers", "integer"]),
         ({"BOOMERANG_CARRIER_DEFAULT_GATEWAY": "127.0.0.1:5080"}, ["carrier.default_gateway", "SIP URI"]),
         ({"BOOMERANG_NUMBERS_ACCESS_NUMBER": "12ab"}, ["numbers.access_number"]),
+        ({"BOOMERANG_NUMBERS_BLOCKED_PREFIXES": "1900,19x"}, ["numbers.blocked_prefixes", "'19x'"]),
         ({"BOOMERANG_DATABASE_URL": "postgres://x"}, ["database.url", "mysql+pymysql"]),
         ({"BOOMERANG_LOG_LEVEL": "loud"}, ["log.level"]),
         ({"BOOMERANG_SIP_LISTN": "127.0.0.1:5060"}, ["unknown setting", "BOOMERANG_SIP_LISTN"]),
