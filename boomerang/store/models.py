@@ -350,6 +350,8 @@ class CallbackSession(Base):
     # The carrier the request came in through: the callback to the caller goes back through it.
     gateway_id: Mapped[int | None] = mapped_column(ForeignKey("gateways.id", ondelete="SET NULL"))
     caller_number: Mapped[str] = mapped_column(E164)
+    # Where leg B goes, when the request named it (SMS "CB <number>", a web callback); else asked.
+    destination_number: Mapped[str | None] = mapped_column(E164)
     # What caused the request (a trigger's Call-ID, an SMS id, an API request key): one session each.
     request_ref: Mapped[str | None] = mapped_column(Key(128), unique=True)
     state: Mapped[str] = mapped_column(String(32))

@@ -1,0 +1,24 @@
+"""callback sessions may name their destination up front (SMS "CB <number>", web callbacks)
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-26
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("callback_sessions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("destination_number", sa.String(length=15), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("callback_sessions", schema=None) as batch_op:
+        batch_op.drop_column("destination_number")
