@@ -240,9 +240,13 @@ class RegularCallback:
             free = await self._db(self.store.free_credit, self.account.id, utcnow())
             await self.say(Prompt.BALANCE, amount=amount_words(free, self.account.currency, self.language))
         failures = 0
+        named = self.due.destination  # the request named the first destination: no need to ask
         while failures < DESTINATION_ATTEMPTS:
             await self.enter(State.ASKING_DESTINATION)
-            number = await self._ask_destination()
+            if named is not None:
+                number, named = named, None
+            else:
+                number = await self._ask_destination()
             if number is None:
                 failures += 1
                 continue
@@ -253,7 +257,7 @@ class RegularCallback:
 
     async def _call_a(self) -> bool:
         await self.enter(State.CALLING_A)
-        caller_id = self.due.access.number if self.due.access else ""
+        caller_id = self.due.caller_id
         self.a_leg = await self._db(self.store.new_leg, self.due.session_id, LegRole.A, self.due.attempts,
                                     self.due.caller, caller_id)  # fmt: skip
         sdp = await self.media.sdp_for_a()

@@ -20,6 +20,8 @@ from callback.evapi import KamailioChannel
 from callback.media import A, dtmf_digit
 from callback.ng import NgClient
 from callback.regular import Links, RegularCallback, State
+from callback.sms import SmsDesk
+from callback.sms_store import SmsStore
 from callback.speech import SpeechCache, ringback_tone
 from callback.store import CallbackStore
 
@@ -38,6 +40,7 @@ class Controller:
         self.speech = SpeechCache(settings.paths_var_dir / "prompts")
         self.sessions: dict[str, RegularCallback] = {}
         self._wake = asyncio.Event()
+        self.sms = SmsDesk(SmsStore(self.store, settings.numbers_blocked_prefixes), self.kamailio, self._wake.set)
 
     async def run(self) -> None:
         """Run until cancelled."""
@@ -57,6 +60,7 @@ class Controller:
                 _report_ready()
                 tasks.create_task(self._heartbeat())
                 tasks.create_task(self._schedule(links))
+                tasks.create_task(self.sms.run())
         finally:
             self.store.close()
 
@@ -91,6 +95,12 @@ class Controller:
         kind = message.get("type")
         if kind == "callback_request":
             self._wake.set()
+            return
+        if kind == "sms_received":
+            self.sms.notify()
+            return
+        if kind == "sms_result":
+            self.sms.on_result(message)
             return
         leg = message.get("leg")
         if leg is None:

@@ -20,6 +20,7 @@ from boomerang.store.models import (
     Account,
     AccountStatus,
     AuthorizedCallerId,
+    CallbackKind,
     CallbackSession,
     CallerIdOrigin,
     CallLeg,
@@ -71,6 +72,8 @@ class DueCallback:
     access: AccessSettings | None
     attempts: int
     gateway: str | None  # the carrier the request came through: leg A goes back through it
+    destination: str | None = None  # leg B's number when the request named it: dialled unasked
+    caller_id: str = ""  # what leg A shows: the access number dialled, or the SMS service number
 
 
 def _view(account: Account) -> AccountView:
@@ -97,6 +100,14 @@ class CallbackStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def writing(self):
+        """A write transaction (for the other database edges of the controller)."""
+        return transaction(self._writes)
+
+    def reading(self):
+        """A read-only transaction."""
+        return transaction(self._reads)
 
     # --- sessions ------------------------------------------------------------------------------
 
@@ -143,9 +154,16 @@ class CallbackStore:
                         else None,
                         row.attempts,
                         gateway.name if gateway is not None and gateway.enabled else None,
+                        row.destination_number,
+                        self._caller_id_for(row, access),
                     )
                 )
         return claimed
+
+    def _caller_id_for(self, row: CallbackSession, access: AccessNumber | None) -> str:
+        if access is not None:
+            return access.number
+        return self.settings.numbers_sms_number if row.kind is CallbackKind.SMS else ""
 
     def next_due_at(self) -> datetime | None:
         with transaction(self._reads) as session:

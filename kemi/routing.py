@@ -19,7 +19,7 @@ if os.environ.get("VIRTUAL_ENV"):
 if _PROJECT_ROOT not in sys.path:
     sys.path.insert(0, _PROJECT_ROOT)
 
-from kemi import access_triggers, controller_channel, legs, metrics, sms_ingress  # noqa: E402
+from kemi import access_triggers, controller_channel, legs, metrics, sms_egress, sms_ingress  # noqa: E402
 from kemi.directory import Directory  # noqa: E402
 
 EXIT = -255  # a route function's "stop here" (KEMI convention for exit)
@@ -38,6 +38,7 @@ class KamailioRouting:
             "hangup": legs.hangup,
             "set_max_duration": lambda message: legs.set_max_duration(self.directory, message),
             "reinvite": legs.reinvite,
+            "send_sms": lambda message: sms_egress.send(self.directory, message),
         }
 
     def child_init(self, rank):
@@ -150,7 +151,8 @@ class KamailioRouting:
         return access_triggers.ring_end()
 
     def ksr_reply_route(self, msg):
-        legs.on_reply()
+        if not sms_egress.on_reply():
+            legs.on_reply()
         return 1
 
     def ksr_onsend_route(self, msg):
@@ -162,7 +164,10 @@ class KamailioRouting:
         return controller_channel.on_event(evname, self.controller_commands)
 
     def ksr_uac_event(self, msg, evname):
-        legs.on_failure()
+        if sms_egress.is_ours(KSR.pv.get("$uac_req(evparam)") or ""):
+            sms_egress.on_failure()
+        else:
+            legs.on_failure()
         return 1
 
     def ksr_htable_event(self, msg, evname):
