@@ -16,10 +16,12 @@ import signal
 
 from boomerang.settings import READY_FD_ENV, Settings, load
 from boomerang.store.types import utcnow
+from callback.connect_two import ConnectTwo
 from callback.evapi import KamailioChannel
+from callback.flow import CallbackFlow, Links, State
 from callback.media import A, dtmf_digit
 from callback.ng import NgClient
-from callback.regular import Links, RegularCallback, State
+from callback.regular import RegularCallback
 from callback.sms import SmsDesk
 from callback.sms_store import SmsStore
 from callback.speech import SpeechCache, ringback_tone
@@ -38,7 +40,7 @@ class Controller:
         self.rtpengine = NgClient(settings.rtpengine_ng_tcp_listen, on_notify=self._on_rtpengine)
         self.store = CallbackStore(settings)
         self.speech = SpeechCache(settings.paths_var_dir / "prompts")
-        self.sessions: dict[str, RegularCallback] = {}
+        self.sessions: dict[str, CallbackFlow] = {}
         self._wake = asyncio.Event()
         self.sms = SmsDesk(SmsStore(self.store, settings.numbers_blocked_prefixes), self.kamailio, self._wake.set)
 
@@ -77,7 +79,7 @@ class Controller:
         """Start each callback when it is due: woken by a new request, else at the next due time."""
         while True:
             for due in await asyncio.to_thread(self.store.claim_due, utcnow(), State.CALLING_A.value):
-                flow = RegularCallback(due, links)
+                flow = ConnectTwo(due, links) if due.connect_two else RegularCallback(due, links)
                 self.sessions[due.session_id] = flow
                 task = asyncio.create_task(flow.run(), name=f"callback {due.session_id}")
                 task.add_done_callback(lambda _, session_id=due.session_id: self.sessions.pop(session_id, None))

@@ -141,25 +141,33 @@ class SmsStore:
         if account.status is not AccountStatus.ACTIVE:
             return words.ACCOUNT_UNAVAILABLE
         if command.verb is Verb.CONNECT:
-            for number in command.numbers:  # a bad number is refused before anything else is said
-                self._number(number, account)
-            return words.NOT_YET
+            a, b = (self._number(number, account) for number in command.numbers)
+            self._request(session, message, account, caller=a, destination=b, connect_two=True, now=now)
+            outcome.callback_requested = True
+            return words.CONNECTING.format(a=a, b=b)
         destination = self._number(command.numbers[0], account) if command.verb is Verb.CALL_ME_TO else None
+        self._request(session, message, account, caller=message.sender, destination=destination, now=now)
+        outcome.callback_requested = True
+        return words.CALLING_YOU if destination is None else words.CALLING_YOU_TO.format(number=destination)
+
+    @staticmethod
+    def _request(session: Session, message: SmsMessage, account: Account, caller: str, destination: str | None,
+                 now: datetime, connect_two: bool = False) -> None:  # fmt: skip
+        """A callback session the controller's scheduler places when due (3 s from now)."""
         session.add(
             CallbackSession(
                 kind=CallbackKind.SMS,
                 account_id=account.id,
-                gateway_id=None,  # an SMS gateway may carry no calls: leg A goes by the usual routes
-                caller_number=message.sender,
+                gateway_id=None,  # an SMS gateway may carry no calls: the legs go by the usual routes
+                caller_number=caller,
                 destination_number=destination,
+                connect_two=connect_two,
                 request_ref=f"sms:{message.id}",
                 state=REQUESTED,
                 requested_at=now,
                 due_at=now + CALLBACK_DELAY,
             )
         )
-        outcome.callback_requested = True
-        return words.CALLING_YOU if destination is None else words.CALLING_YOU_TO.format(number=destination)
 
     def _register(self, session: Session, message: SmsMessage, command: Command, now: datetime) -> str:
         if _failed_registrations(session, message, now - timedelta(hours=1)) >= PIN_FAILURES_PER_HOUR:

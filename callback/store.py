@@ -73,7 +73,8 @@ class DueCallback:
     attempts: int
     gateway: str | None  # the carrier the request came through: leg A goes back through it
     destination: str | None = None  # leg B's number when the request named it: dialled unasked
-    caller_id: str = ""  # what leg A shows: the access number dialled, or the SMS service number
+    caller_id: str = ""  # what leg A shows: the access number dialled, B's number, the SMS number
+    connect_two: bool = False  # A, then B (`destination`), bridged, no IVR: callback/connect_two.py
 
 
 def _view(account: Account) -> AccountView:
@@ -156,6 +157,7 @@ class CallbackStore:
                         gateway.name if gateway is not None and gateway.enabled else None,
                         row.destination_number,
                         self._caller_id_for(row, access),
+                        row.connect_two,
                     )
                 )
         return claimed
@@ -163,6 +165,8 @@ class CallbackStore:
     def _caller_id_for(self, row: CallbackSession, access: AccessNumber | None) -> str:
         if access is not None:
             return access.number
+        if row.connect_two and row.destination_number:
+            return row.destination_number  # A sees who it is being connected to
         return self.settings.numbers_sms_number if row.kind is CallbackKind.SMS else ""
 
     def next_due_at(self) -> datetime | None:

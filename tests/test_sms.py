@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, update
@@ -230,3 +231,27 @@ def test_cb_with_a_number_calls_the_sender_then_connects_that_number(platform, t
         (LegRole.B, "12025550143", sender),
     ]
     assert legs[1].answered_at is not None  # connected without a destination prompt
+
+
+def test_cb_with_two_numbers_connects_them_with_no_ivr(platform, tmp_path):
+    _, ports, sessions = platform
+    sender, a, b = "447700900307", "447700900417", "12025550199"
+    with transaction(sessions) as session:
+        provisioning.add_caller_id(session, "demo", "+" + sender)
+    phones = GatewaySim(phone_scenario(tmp_path, "", wait_ms=0, hang_up_after_ms=8000), ports["voice"], tmp_path,
+                        40, calls=2)  # fmt: skip
+    assert ask(platform, tmp_path, sender, f"CB +{a} 001{b[1:]}") == f"Calling +{a} now, then connecting +{b}."
+    callback = wait_for(lambda: (s := _session(sessions, a)) is not None and s.ended_at is not None and s, 40)
+    phones.stop()
+    assert callback and callback.connect_two and callback.end_reason == "caller hung up"
+    with transaction(sessions) as session:
+        legs = (
+            session.execute(select(CallLeg).where(CallLeg.session_id == callback.id).order_by(CallLeg.created_at))
+            .scalars()
+            .all()
+        )
+    # Each side is shown the other's number; B is dialled as soon as A answers (nothing to ask).
+    assert [(leg.role, leg.number, leg.caller_id) for leg in legs] == [(LegRole.A, a, b), (LegRole.B, b, a)]
+    assert legs[1].answered_at is not None
+    assert legs[1].created_at - legs[0].answered_at < timedelta(seconds=2)
+    assert callbacks_of(sessions, sender) == 0  # the sender is not called

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -352,6 +353,8 @@ class CallbackSession(Base):
     caller_number: Mapped[str] = mapped_column(E164)
     # Where leg B goes, when the request named it (SMS "CB <number>", a web callback); else asked.
     destination_number: Mapped[str | None] = mapped_column(E164)
+    # Call A, then B, and bridge them with no IVR (web callback, SMS "CB <A> <B>"); the account is known.
+    connect_two: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # What caused the request (a trigger's Call-ID, an SMS id, an API request key): one session each.
     request_ref: Mapped[str | None] = mapped_column(Key(128), unique=True)
     state: Mapped[str] = mapped_column(String(32))

@@ -1,4 +1,5 @@
-"""callback sessions may name their destination up front (SMS "CB <number>", web callbacks)
+"""callback sessions may name their destination up front (SMS "CB <number>", web callbacks), and
+may be "connect two" calls (A, then B, bridged, no IVR)
 
 Revision ID: 0004
 Revises: 0003
@@ -17,8 +18,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("callback_sessions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("destination_number", sa.String(length=15), nullable=True))
+        batch_op.add_column(sa.Column("connect_two", sa.Boolean(), server_default=sa.false(), nullable=False))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("callback_sessions", schema=None) as batch_op:
+        batch_op.drop_column("connect_two")
         batch_op.drop_column("destination_number")
