@@ -74,6 +74,7 @@ class LegGone(Exception):
 
 
 OUT_OF_CREDIT = "out of credit"  # the cancel message of a session cut because its credit ran out
+CANCELLED = "cancelled"  # the cancel message of a session whose requester asked to stop it
 
 
 class Links:
@@ -109,6 +110,7 @@ class CallbackFlow:
         self._events: dict[str, asyncio.Queue] = {}
         self.state: State | None = None
         self.task: asyncio.Task | None = None
+        self.cancelling = False  # its requester asked to stop it; the flow task was cancelled
         self._a_answered = 0.0
         self._granted: dict[str, tuple[float, int]] = {}  # leg -> (answered, seconds granted)
         self._credit_changed = asyncio.Event()
@@ -217,7 +219,10 @@ class CallbackFlow:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await self._out_of_credit()
             else:
-                outcome = State.ENDED, "caller hung up" if reason == LegGone.__name__ else "controller stopped"
+                outcome = (
+                    State.ENDED,
+                    {LegGone.__name__: "caller hung up", CANCELLED: CANCELLED}.get(reason, "controller stopped"),
+                )
         except Exception:
             log.exception("callback %s failed", self.due.session_id)
             outcome = State.ENDED, "internal error"

@@ -18,7 +18,7 @@ from boomerang.settings import READY_FD_ENV, Settings, load
 from boomerang.store.types import utcnow
 from callback.connect_two import ConnectTwo
 from callback.evapi import KamailioChannel
-from callback.flow import CallbackFlow, Links, State
+from callback.flow import CANCELLED, CallbackFlow, Links, State
 from callback.media import A, dtmf_digit
 from callback.ng import NgClient
 from callback.regular import RegularCallback
@@ -83,6 +83,11 @@ class Controller:
                 self.sessions[due.session_id] = flow
                 task = asyncio.create_task(flow.run(), name=f"callback {due.session_id}")
                 task.add_done_callback(lambda _, session_id=due.session_id: self.sessions.pop(session_id, None))
+            for session_id in await asyncio.to_thread(self.store.cancel_requested, list(self.sessions)):
+                flow = self.sessions.get(session_id)
+                if flow is not None and flow.task is not None and not flow.cancelling:
+                    flow.cancelling = True
+                    flow.task.cancel(CANCELLED)
             next_due = await asyncio.to_thread(self.store.next_due_at)
             sleep = SCHEDULER_MAX_SLEEP
             if next_due is not None:

@@ -27,6 +27,7 @@ from boomerang.store.models import (
     SmsMessage,
     SmsStatus,
 )
+from callback import requests
 from callback import sms_commands as words
 from callback.sms_commands import Command, CommandError, Verb
 from callback.store import REQUESTED, CallbackStore
@@ -142,7 +143,11 @@ class SmsStore:
             return words.ACCOUNT_UNAVAILABLE
         if command.verb is Verb.CONNECT:
             a, b = (self._number(number, account) for number in command.numbers)
-            self._request(session, message, account, caller=a, destination=b, connect_two=True, now=now)
+            try:
+                requests.connect_two(session, self.store.tariffs, account, a, b, kind=CallbackKind.SMS,
+                                     request_ref=f"sms:{message.id}", now=now, delay=CALLBACK_DELAY)  # fmt: skip
+            except requests.RequestRefused as refused:
+                return str(refused)
             outcome.callback_requested = True
             return words.CONNECTING.format(a=a, b=b)
         destination = self._number(command.numbers[0], account) if command.verb is Verb.CALL_ME_TO else None
@@ -152,7 +157,7 @@ class SmsStore:
 
     @staticmethod
     def _request(session: Session, message: SmsMessage, account: Account, caller: str, destination: str | None,
-                 now: datetime, connect_two: bool = False) -> None:  # fmt: skip
+                 now: datetime) -> None:  # fmt: skip
         """A callback session the controller's scheduler places when due (3 s from now)."""
         session.add(
             CallbackSession(
@@ -161,7 +166,6 @@ class SmsStore:
                 gateway_id=None,  # an SMS gateway may carry no calls: the legs go by the usual routes
                 caller_number=caller,
                 destination_number=destination,
-                connect_two=connect_two,
                 request_ref=f"sms:{message.id}",
                 state=REQUESTED,
                 requested_at=now,

@@ -169,6 +169,19 @@ class CallbackStore:
             return row.destination_number  # A sees who it is being connected to
         return self.settings.numbers_sms_number if row.kind is CallbackKind.SMS else ""
 
+    def cancel_requested(self, session_ids: list[str]) -> list[str]:
+        """Which of these running sessions their requester asked to stop."""
+        if not session_ids:
+            return []
+        with transaction(self._reads) as session:
+            return list(
+                session.execute(
+                    select(CallbackSession.id).where(
+                        CallbackSession.id.in_(session_ids), CallbackSession.cancel_requested_at.is_not(None)
+                    )
+                ).scalars()
+            )
+
     def next_due_at(self) -> datetime | None:
         with transaction(self._reads) as session:
             return session.execute(

@@ -29,7 +29,9 @@ from boomerang.store.models import (
     SmsMessage,
     SmsStatus,
 )
+from boomerang.store.types import utcnow
 from boomerang.supervisor import Supervisor
+from callback import requests
 from callback.sms_commands import HELP_TEXT
 from tests.servicekit import GatewaySim, free_port, phone_scenario, running_edge, sipp
 
@@ -255,3 +257,24 @@ def test_cb_with_two_numbers_connects_them_with_no_ivr(platform, tmp_path):
     assert legs[1].answered_at is not None
     assert legs[1].created_at - legs[0].answered_at < timedelta(seconds=2)
     assert callbacks_of(sessions, sender) == 0  # the sender is not called
+
+
+def test_a_connect_two_call_cancelled_while_a_rings_is_hung_up(platform, tmp_path):
+    _, ports, sessions = platform
+    sender, a, b = "447700900308", "447700900418", "12025550198"
+    with transaction(sessions) as session:
+        provisioning.add_caller_id(session, "demo", "+" + sender)
+    ringing = GatewaySim("gw_ring_until_cancel.xml", ports["voice"], tmp_path, 30)
+    assert ask(platform, tmp_path, sender, f"CB +{a} +{b}") == f"Calling +{a} now, then connecting +{b}."
+    callback = wait_for(lambda: (s := _session(sessions, a)) is not None and s.state == "calling_a" and s, 15)
+    assert callback
+    time.sleep(1)  # A is ringing
+    with transaction(sessions) as session:
+        assert requests.cancel(session, callback.account_id, callback.id, utcnow())
+    code, messages = ringing.finish()
+    assert code == 0, messages[-2000:]  # the phone got our CANCEL
+    ended = wait_for(lambda: (s := _session(sessions, a)) is not None and s.ended_at is not None and s, 15)
+    assert ended and ended.end_reason == "cancelled"
+    with transaction(sessions) as session:
+        roles = session.execute(select(CallLeg.role).where(CallLeg.session_id == ended.id)).scalars().all()
+    assert roles == [LegRole.A]  # B was never dialled

@@ -355,6 +355,8 @@ class CallbackSession(Base):
     destination_number: Mapped[str | None] = mapped_column(E164)
     # Call A, then B, and bridge them with no IVR (web callback, SMS "CB <A> <B>"); the account is known.
     connect_two: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Who asked for it wants it stopped: the controller running it hangs up whatever is up.
+    cancel_requested_at: Mapped[datetime | None]
     # What caused the request (a trigger's Call-ID, an SMS id, an API request key): one session each.
     request_ref: Mapped[str | None] = mapped_column(Key(128), unique=True)
     state: Mapped[str] = mapped_column(String(32))

@@ -1,0 +1,132 @@
+"""Asking for a connect-two call (web callback, SMS "CB <A> <B>") and cancelling one: the checks every
+request passes before a session is queued, whoever asks. The controller's scheduler places queued
+sessions when due and stops those whose cancellation was asked for.
+
+Blocking SQLAlchemy; runs inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from boomerang.store.models import Account, AccountStatus, CallbackKind, CallbackSession, LegRole
+from rating import credit
+from rating.decisions import Reason
+from rating.tariff_cache import TariffCache
+
+REPEAT_WINDOW = timedelta(seconds=30)  # the same pair again this soon is a double click, not a new call
+FINAL_STATES = ("ended", "failed")
+
+
+class Refusal(enum.StrEnum):
+    """Why a request is refused; each has a message a user can act on (MESSAGES)."""
+
+    ACCOUNT_UNAVAILABLE = "account_unavailable"
+    SAME_NUMBER = "same_number"
+    REPEAT = "repeat"
+    TOO_MANY = "too_many"
+    NO_RATE = "no_rate"
+    INSUFFICIENT_CREDIT = "insufficient_credit"
+
+
+MESSAGES = {
+    Refusal.ACCOUNT_UNAVAILABLE: "This account cannot make calls.",
+    Refusal.SAME_NUMBER: "The two numbers are the same.",
+    Refusal.REPEAT: "These two numbers are being connected already; wait a moment before asking again.",
+    Refusal.TOO_MANY: "Too many calls of this account are running; wait for one to end.",
+    Refusal.NO_RATE: "Calls to +{number} are not available.",
+    Refusal.INSUFFICIENT_CREDIT: "Your credit is not enough for a call to +{number}.",
+}
+
+
+REFUSALS_BY_REASON = {
+    Reason.NO_RATE: Refusal.NO_RATE,
+    Reason.INSUFFICIENT_CREDIT: Refusal.INSUFFICIENT_CREDIT,
+    Reason.ACCOUNT_SUSPENDED: Refusal.ACCOUNT_UNAVAILABLE,
+    Reason.TOO_MANY_CALLS: Refusal.TOO_MANY,
+}
+
+
+class RequestRefused(Exception):
+    def __init__(self, refusal: Refusal, number: str = "") -> None:
+        super().__init__(MESSAGES[refusal].format(number=number))
+        self.refusal = refusal
+
+
+def connect_two(
+    session: Session,
+    tariffs: TariffCache,
+    account: Account,
+    a: str,
+    b: str,
+    *,
+    kind: CallbackKind,
+    request_ref: str,
+    now: datetime,
+    delay: timedelta = timedelta(0),
+) -> CallbackSession:
+    """Queue a call to `a` (E.164), then `b`, bridged, paid by `account`; or raise RequestRefused
+    before anything is dialled."""
+    if account.status is not AccountStatus.ACTIVE:
+        raise RequestRefused(Refusal.ACCOUNT_UNAVAILABLE)
+    if a == b:
+        raise RequestRefused(Refusal.SAME_NUMBER)
+    mine = (CallbackSession.account_id == account.id) & CallbackSession.connect_two.is_(True)
+    repeat = session.execute(
+        select(CallbackSession.id).where(
+            mine,
+            CallbackSession.caller_number == a,
+            CallbackSession.destination_number == b,
+            CallbackSession.requested_at >= now - REPEAT_WINDOW,
+        )
+    ).first()
+    if repeat is not None:
+        raise RequestRefused(Refusal.REPEAT)
+    running = session.execute(
+        select(func.count()).select_from(CallbackSession).where(mine, CallbackSession.state.not_in(FINAL_STATES))
+    ).scalar_one()
+    if running >= account.max_concurrent_calls:
+        raise RequestRefused(Refusal.TOO_MANY)
+    for number, role in ((a, LegRole.A), (b, LegRole.B)):  # each leg's first increment must be affordable
+        decision = credit.authorize(session, tariffs, account.id, number, now=now, role=role)
+        if not decision.allowed:
+            raise RequestRefused(REFUSALS_BY_REASON[decision.reason], number)
+    queued = CallbackSession(
+        kind=kind,
+        account_id=account.id,
+        caller_number=a,
+        destination_number=b,
+        connect_two=True,
+        request_ref=request_ref,
+        state="requested",
+        requested_at=now,
+        due_at=now + delay,
+    )
+    session.add(queued)
+    session.flush()
+    return queued
+
+
+def cancel(session: Session, account_id: int, session_id: str, now: datetime) -> bool:
+    """Stop one of the account's callbacks: one not yet placed ends at once; a running one is hung
+    up by its controller within a second. False when the account has no such callback still going."""
+    found = session.execute(
+        select(CallbackSession).where(
+            CallbackSession.id == session_id,
+            CallbackSession.account_id == account_id,
+            CallbackSession.state.not_in(FINAL_STATES),
+        )
+    ).scalar_one_or_none()
+    if found is None:
+        return False
+    session.execute(
+        update(CallbackSession)
+        .where(CallbackSession.id == session_id, CallbackSession.state == "requested")
+        .values(state="ended", end_reason="cancelled", ended_at=now)
+    )
+    found.cancel_requested_at = now
+    return True
