@@ -21,7 +21,7 @@ from callback.sms_store import Reply, SmsStore
 
 log = logging.getLogger("callback.sms")
 
-POLL_SECONDS = 5.0
+POLL_SECONDS = 1.0  # texts stored over HTTP have no notice: they wait at most this long
 KANNEL_TIMEOUT_SECONDS = 10.0
 
 

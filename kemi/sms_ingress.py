@@ -5,14 +5,13 @@ delivery (same Call-ID) is stored once and acknowledged again.
 """
 
 import KSR
-from sqlalchemy import select
 
-from boomerang.store.models import SmsChannel, SmsDirection, SmsMessage, SmsStatus
+from boomerang import sms_inbox
+from boomerang.store.models import SmsChannel
 from kemi import controller_channel, metrics
 from kemi.sip_parties import caller_number
 
 EXIT = -255
-MAX_TEXT = 1600  # ten concatenated SMS parts
 
 
 def route(directory, gateway):
@@ -26,7 +25,7 @@ def route(directory, gateway):
     if sender is None:
         KSR.sl.sl_send_reply(433, "Anonymity Disallowed")
         return EXIT
-    text = (KSR.pv.get("$rb") or "")[:MAX_TEXT]
+    text = KSR.pv.get("$rb") or ""
     try:
         message_id, new = _store(directory, gateway, sender, text)
     except Exception as exc:
@@ -41,27 +40,7 @@ def route(directory, gateway):
 
 
 def _store(directory, gateway, sender, text):
-    external_id = KSR.pv.get("$ci")
     with directory.writing() as session:
-        existing = session.execute(
-            select(SmsMessage.id).where(
-                SmsMessage.direction == SmsDirection.INBOUND,
-                SmsMessage.channel == SmsChannel.SIP,
-                SmsMessage.external_id == external_id,
-            )
-        ).scalar_one_or_none()
-        if existing is not None:
-            return existing, False
-        message = SmsMessage(
-            direction=SmsDirection.INBOUND,
-            channel=SmsChannel.SIP,
-            gateway_id=gateway.id,
-            external_id=external_id,
-            sender=sender,
-            receiver=directory.settings.numbers_sms_number,
-            text=text,
-            status=SmsStatus.RECEIVED,
+        return sms_inbox.receive(
+            session, SmsChannel.SIP, gateway.id, KSR.pv.get("$ci"), sender, directory.settings.numbers_sms_number, text
         )
-        session.add(message)
-        session.flush()
-        return message.id, True

@@ -6,7 +6,7 @@ import falcon
 
 from boomerang.settings import Settings
 from boomerang.store import make_engine, session_factory
-from portal import health, openapi, pages
+from portal import health, openapi, pages, sms_ingress
 
 
 def create_app(settings: Settings) -> falcon.App:
@@ -16,4 +16,6 @@ def create_app(settings: Settings) -> falcon.App:
     app.add_route("/", pages.Home())
     app.add_route("/api/health", health.Health(sessions))
     app.add_route("/api/openapi.json", openapi.OpenApiDocument())
+    app.add_route("/sms/kannel", sms_ingress.KannelInbound(sessions, settings))
+    app.add_route("/api/sms/inbound", sms_ingress.WebhookInbound(sessions, settings))
     return app
