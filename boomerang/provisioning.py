@@ -30,6 +30,7 @@ from boomerang.store.models import (
     NumberFormat,
     Rate,
     Role,
+    SmsEgress,
     Tariff,
 )
 from boomerang.store.types import MONEY_DECIMALS
@@ -300,6 +301,8 @@ class GatewaySpec:
     add_prefix: str = ""
     number_format: NumberFormat = NumberFormat.E164
     country_code: str | None = None
+    sms_egress: SmsEgress = SmsEgress.SIP  # how SMS replies leave through this gateway
+    kannel_sendsms_url: str | None = None  # for sms_egress kannel: sendsms URL with user and password
 
 
 def add_gateway(session: Session, spec: GatewaySpec) -> Gateway:
@@ -324,6 +327,8 @@ def add_gateway(session: Session, spec: GatewaySpec) -> Gateway:
         raise InvalidInput("the national number format needs the gateway's country code")
     if spec.country_code is not None:
         _check(_COUNTRY_CODE, spec.country_code, "country calling code (e.g. 44)")
+    if spec.sms_egress is SmsEgress.KANNEL and not re.fullmatch(r"https?://\S{1,240}", spec.kannel_sendsms_url or ""):
+        raise InvalidInput("SMS by Kannel needs its sendsms URL, e.g. http://127.0.0.1:13013/cgi-bin/sendsms?...")
     if session.execute(select(Gateway.id).where(Gateway.name == spec.name)).first():
         raise Conflict(f"a gateway {spec.name!r} already exists")
     gateway = Gateway(**asdict(spec))

@@ -9,7 +9,7 @@ import functools
 
 from sqlalchemy import func, select
 
-from boomerang.store.models import AccessNumber, Gateway, NumberFormat
+from boomerang.store.models import AccessNumber, Gateway, NumberFormat, SmsEgress
 from tests import clikit
 from tests.clikit import ok, table
 
@@ -39,7 +39,9 @@ def test_gateway_add_and_list(cli, db):
             "--priority", "5", "--strip", "2", "--prefix", "00", "--format", "national", "--country-code", "44",
         )
     )  # fmt: skip
-    ok(cli("gateway", "add", "carrier-d", "sip:198.51.100.1", "--trusted-source", "198.51.100.77/24"))
+    sendsms = "http://127.0.0.1:13013/cgi-bin/sendsms?username=u"
+    ok(cli("gateway", "add", "carrier-d", "sip:198.51.100.1", "--trusted-source", "198.51.100.77/24",
+           "--sms-egress", "kannel", "--kannel-sendsms-url", sendsms))  # fmt: skip
 
     assert table(ok(cli("gateway", "list"))) == [  # by priority, then name
         {
@@ -79,6 +81,10 @@ def test_gateway_add_and_list(cli, db):
         gateway = session.execute(select(Gateway).where(Gateway.name == "carrier-c")).scalar_one()
         assert (gateway.strip_digits, gateway.add_prefix, gateway.country_code) == (2, "00", "44")
         assert gateway.number_format is NumberFormat.NATIONAL
+        assert gateway.sms_egress is SmsEgress.SIP
+        kannel = session.execute(select(Gateway).where(Gateway.name == "carrier-d")).scalar_one()
+        assert kannel.sms_egress is SmsEgress.KANNEL
+        assert kannel.kannel_sendsms_url == sendsms
 
 
 def test_gateway_add_refuses_bad_input_and_a_duplicate_name(cli, db):
@@ -98,6 +104,11 @@ def test_gateway_add_refuses_bad_input_and_a_duplicate_name(cli, db):
         (["gw", uri, "--priority", "99999999999"], "the priority must be between 0 and 1000"),
         (["x" * 65, uri], "a gateway name is 1 to 64 characters"),
         (["gw", uri, "--format", "e.164"], "invalid choice"),
+        (["gw", uri, "--sms-egress", "kannel"], "SMS by Kannel needs its sendsms URL"),
+        (
+            ["gw", uri, "--sms-egress", "kannel", "--kannel-sendsms-url", "ftp://x"],
+            "SMS by Kannel needs its sendsms URL",
+        ),
         (["gw", uri, "--priority", "first"], "invalid int value"),
         (["gw"], "uri"),
     ]:

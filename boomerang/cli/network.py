@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from boomerang import provisioning
 from boomerang.cli.context import CommandContext
-from boomerang.store.models import NumberFormat
+from boomerang.store.models import NumberFormat, SmsEgress
 
 
 def register(groups) -> None:
@@ -20,6 +20,9 @@ def register(groups) -> None:
     add.add_argument("--prefix", default="", help="digits put in front of the dialled number")
     add.add_argument("--format", choices=[f.value for f in NumberFormat], default=NumberFormat.E164.value)
     add.add_argument("--country-code", help="the gateway's country, for --format national")
+    add.add_argument("--sms-egress", choices=[e.value for e in SmsEgress], default=SmsEgress.SIP.value,
+                     help="how SMS replies leave through it: SIP MESSAGE, or Kannel's sendsms")  # fmt: skip
+    add.add_argument("--kannel-sendsms-url", help="for --sms-egress kannel: the sendsms URL with username and password")
     add.set_defaults(handler=add_gateway)
     gateway.add_parser("list", help="all gateways").set_defaults(handler=list_gateways)
 
@@ -52,6 +55,8 @@ def add_gateway(args, ctx: CommandContext) -> int:
         add_prefix=args.prefix,
         number_format=NumberFormat(args.format),
         country_code=args.country_code,
+        sms_egress=SmsEgress(args.sms_egress),
+        kannel_sendsms_url=args.kannel_sendsms_url,
     )
     with ctx.transaction() as session:
         gateway = provisioning.add_gateway(session, spec)
