@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Boomerang needs on Debian 12, and nothing that is already there:
 #   - Debian packages: Kamailio with its Python, SQLite, MySQL, JSON and extra modules, rtpengine;
-#     with "test", also the SIP test tools (sipp, and tcpdump for the benchmarks' wire timings);
+#     with "test", also the test tools: sipp, Kannel with its fake SMSC, tcpdump (benchmarks);
 #   - a virtualenv in .venv made from Debian's /usr/bin/python3 (the interpreter Kamailio embeds,
 #     so the KEMI script imports the same packages), with the project installed in it.
 # Usage: scripts/bootstrap.sh run|test
@@ -15,7 +15,7 @@ packages=(
     rtpengine-daemon python3-venv python3-dev espeak-ng sox
 )
 if [ "$purpose" = test ]; then
-    packages+=(sip-tester tcpdump)
+    packages+=(sip-tester tcpdump kannel kannel-extras)
 fi
 
 as_root() {
