@@ -142,3 +142,20 @@ def test_an_unknown_phone_through_kannel_is_told_to_register(kannel_platform):
     _, ports, _, directory = kannel_platform
     output = exchange(ports, directory, "447700900321", "HELP")
     assert "This phone is not registered" in output, output[-2000:]
+
+
+def test_every_command_through_kannel(kannel_platform):
+    _, ports, sessions, directory = kannel_platform
+    sender = "447700900322"
+    for text, reply in [
+        ("BAL", "This phone is not registered. Send REG followed by your PIN to register it."),
+        ("REG 9999", "That PIN is not valid."),
+        ("REG 4321", "This phone is registered"),
+        ("bal", "Your balance is 10.00 USD."),
+        ("RATE +12025550143", "Calls to United States and Canada (+12025550143) cost 0.05 USD per minute."),
+        ("RATE", "Send RATE followed by one number, e.g. RATE +447700900123."),
+        ("HELP", "CB: call me back."),
+        ("FOO", 'Unknown command "FOO".'),
+    ]:
+        output = exchange(ports, directory, sender, text)
+        assert f"<1234000000 +{sender} text {reply}" in output, (text, output[-1500:])
