@@ -241,6 +241,34 @@ def remove_caller_id(session: Session, number: str) -> AuthorizedCallerId:
     return caller_id
 
 
+def add_caller_id_within_limit(session: Session, login: str, number: str) -> AuthorizedCallerId:
+    """A caller ID added by the account's holder (portal): at most the account's `max_caller_ids`."""
+    account = get_account(session, login)
+    ledger.lock_account(session, account.id)  # two additions at once cannot both take the last place
+    held = session.execute(
+        select(func.count(AuthorizedCallerId.id)).where(AuthorizedCallerId.account_id == account.id)
+    ).scalar_one()
+    if held >= account.max_caller_ids:
+        raise Conflict(f"an account has at most {account.max_caller_ids} caller IDs: remove one first")
+    return add_caller_id(session, login, number)
+
+
+def remove_account_caller_id(session: Session, login: str, number: str) -> AuthorizedCallerId:
+    """Remove a caller ID of this account; another account's number is "not found" here."""
+    account = get_account(session, login)
+    number = _e164(number)
+    caller_id = session.execute(
+        select(AuthorizedCallerId).where(
+            AuthorizedCallerId.number == number, AuthorizedCallerId.account_id == account.id
+        )
+    ).scalar_one_or_none()
+    if caller_id is None:
+        raise NotFound(f"+{number} is not an authorized caller ID of {login!r}")
+    session.delete(caller_id)
+    session.flush()
+    return caller_id
+
+
 def caller_ids(session: Session, login: str) -> list[AuthorizedCallerId]:
     account = get_account(session, login)
     query = select(AuthorizedCallerId).where(AuthorizedCallerId.account_id == account.id)

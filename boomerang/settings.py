@@ -60,6 +60,7 @@ class Settings:
     controller_evapi_listen: HostPort
     portal_listen: HostPort
     portal_workers: int
+    portal_secure_cookies: bool
     carrier_default_gateway: str
     numbers_access_number: str
     numbers_sms_number: str
@@ -129,6 +130,17 @@ def _integer(low: int, high: int) -> Callable[[Any], int]:
         return value
 
     return parse
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = _text(value).strip().lower()
+    if text in {"true", "yes", "1"}:
+        return True
+    if text in {"false", "no", "0"}:
+        return False
+    raise ValueError("expected true or false")
 
 
 def _ip_address(value: Any) -> str:
@@ -207,6 +219,7 @@ PARSERS: dict[tuple[str, str], Callable[[Any], Any]] = {
     ("controller", "evapi_listen"): _host_port,
     ("portal", "listen"): _host_port,
     ("portal", "workers"): _integer(1, 64),
+    ("portal", "secure_cookies"): _boolean,
     ("carrier", "default_gateway"): _sip_uri,
     ("numbers", "access_number"): lambda value: service_number(_text(value)),
     ("numbers", "sms_number"): lambda value: service_number(_text(value)),
