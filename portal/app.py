@@ -7,7 +7,7 @@ from pathlib import Path
 import falcon
 
 from boomerang.settings import Settings
-from portal import auth, customer, health, openapi, pages, problems, sms_ingress
+from portal import admin, auth, customer, health, openapi, pages, problems, sms_ingress, web_callbacks
 from portal.database import Database
 from rating.tariff_cache import TariffCache
 
@@ -39,6 +39,28 @@ def create_app(settings: Settings) -> falcon.App:
     app.add_route("/api/me/calls/{call_id}", customer.Call(db))
     app.add_route("/api/me/ledger", customer.Ledger(db))
     app.add_route("/api/me/rate", customer.RateLookup(db, tariffs))
+
+    app.add_route("/api/callbacks", web_callbacks.WebCallbacks(db, tariffs, settings.numbers_blocked_prefixes))
+    app.add_route("/api/callbacks/{callback_id}", web_callbacks.WebCallback(db))
+    app.add_route("/api/callbacks/{callback_id}/events", web_callbacks.WebCallbackEvents(db))
+
+    app.add_route("/api/admin/accounts", admin.Accounts(db, secret))
+    app.add_route("/api/admin/accounts/{login}", admin.AccountResource(db, secret))
+    app.add_route("/api/admin/accounts/{login}/ledger", admin.AccountLedger(db))
+    app.add_route("/api/admin/accounts/{login}/caller-ids", admin.AccountCallerIds(db))
+    app.add_route("/api/admin/accounts/{login}/caller-ids/{number}", admin.AccountCallerId(db))
+    app.add_route("/api/admin/accounts/{login}/calls", admin.AccountCalls(db))
+    app.add_route("/api/admin/tariffs", admin.Tariffs(db))
+    app.add_route("/api/admin/tariffs/{name}", admin.TariffResource(db))
+    app.add_route("/api/admin/tariffs/{name}/rates.csv", admin.TariffRatesCsv(db))
+    app.add_route("/api/admin/tariffs/{name}/rate", admin.TariffRateLookup(db, tariffs))
+    app.add_route("/api/admin/gateways", admin.Gateways(db))
+    app.add_route("/api/admin/gateways/{name}", admin.GatewayResource(db))
+    app.add_route("/api/admin/access-numbers", admin.AccessNumbers(db))
+    app.add_route("/api/admin/access-numbers/{number}", admin.AccessNumberResource(db))
+    app.add_route("/api/admin/calls", admin.LiveCalls(db))
+    app.add_route("/api/admin/sms", admin.SmsLog(db))
+    app.add_route("/api/admin/ledger", admin.Ledger(db))
 
     app.add_route("/", pages.Home())
     app.add_static_route("/static", str(Path(__file__).parent / "static"))
