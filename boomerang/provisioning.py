@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import func, select
@@ -169,6 +169,49 @@ def set_status(session: Session, login: str, status: AccountStatus) -> Account:
     return account
 
 
+ACCOUNT_SETTINGS = (
+    "tariff",
+    "callback_tariff",
+    "credit_limit",
+    "language",
+    "country_code",
+    "max_concurrent_calls",
+    "max_caller_ids",
+)
+
+
+def update_account(session: Session, login: str, changes: dict) -> Account:
+    """Change some of an account's settings (ACCOUNT_SETTINGS; tariffs by name, None for none)."""
+    account = get_account(session, login)
+    unknown = set(changes) - set(ACCOUNT_SETTINGS)
+    if unknown:
+        raise InvalidInput("cannot change " + ", ".join(sorted(unknown)))
+    if "tariff" in changes:
+        account.tariff = _tariff_for(session, changes["tariff"], account.currency)
+    if "callback_tariff" in changes:
+        account.callback_tariff = _tariff_for(session, changes["callback_tariff"], account.currency)
+    if "credit_limit" in changes:
+        if changes["credit_limit"] < 0:
+            raise InvalidInput("the credit limit must not be negative")
+        account.credit_limit = changes["credit_limit"]
+    if "language" in changes:
+        account.language = _check(_LANGUAGE, changes["language"], "language (e.g. en or pt-BR)")
+    if "country_code" in changes:
+        if changes["country_code"] is not None:
+            _check(_COUNTRY_CODE, changes["country_code"], "country calling code (e.g. 44)")
+        account.country_code = changes["country_code"]
+    if "max_concurrent_calls" in changes:
+        if not 0 <= changes["max_concurrent_calls"] <= 1000:
+            raise InvalidInput("max concurrent calls must be between 0 and 1000")
+        account.max_concurrent_calls = changes["max_concurrent_calls"]
+    if "max_caller_ids" in changes:
+        if not 0 <= changes["max_caller_ids"] <= 1000:
+            raise InvalidInput("max caller IDs must be between 0 and 1000")
+        account.max_caller_ids = changes["max_caller_ids"]
+    session.flush()
+    return account
+
+
 def set_password(session: Session, login: str, password: str) -> Account:
     account = get_account(session, login)
     try:
@@ -205,6 +248,24 @@ def top_up(
     reference = reference or f"topup:{uuid.uuid4()}"
     try:
         return ledger.post(session, account.id, LedgerKind.TOPUP, amount, reference, note or "top-up", by)
+    except ledger.LedgerError as exc:
+        raise Conflict(str(exc)) from None
+
+
+def adjust(
+    session: Session, login: str, amount: Decimal, reason: str, reference: str | None = None, by: str = ""
+) -> ledger.Posting:
+    """A correction of the balance, either way, with the reason recorded in the ledger."""
+    account = get_account(session, login)
+    if amount == 0:
+        raise InvalidInput("an adjustment must not be zero")
+    if not reason.strip() or len(reason) > 255:
+        raise InvalidInput("an adjustment needs a reason of at most 255 characters")
+    if reference is not None and not 1 <= len(reference) <= 128:
+        raise InvalidInput("a reference is 1 to 128 characters")
+    reference = reference or f"adjustment:{uuid.uuid4()}"
+    try:
+        return ledger.post(session, account.id, LedgerKind.ADJUSTMENT, amount, reference, reason.strip(), by)
     except ledger.LedgerError as exc:
         raise Conflict(str(exc)) from None
 
@@ -333,7 +394,7 @@ class GatewaySpec:
     kannel_sendsms_url: str | None = None  # for sms_egress kannel: sendsms URL with user and password
 
 
-def add_gateway(session: Session, spec: GatewaySpec) -> Gateway:
+def _check_gateway(spec: GatewaySpec) -> None:
     if not 1 <= len(spec.name) <= 64:
         raise InvalidInput("a gateway name is 1 to 64 characters")
     if len(spec.uri) > 255:
@@ -357,6 +418,10 @@ def add_gateway(session: Session, spec: GatewaySpec) -> Gateway:
         _check(_COUNTRY_CODE, spec.country_code, "country calling code (e.g. 44)")
     if spec.sms_egress is SmsEgress.KANNEL and not re.fullmatch(r"https?://\S{1,240}", spec.kannel_sendsms_url or ""):
         raise InvalidInput("SMS by Kannel needs its sendsms URL, e.g. http://127.0.0.1:13013/cgi-bin/sendsms?...")
+
+
+def add_gateway(session: Session, spec: GatewaySpec) -> Gateway:
+    _check_gateway(spec)
     if session.execute(select(Gateway.id).where(Gateway.name == spec.name)).first():
         raise Conflict(f"a gateway {spec.name!r} already exists")
     gateway = Gateway(**asdict(spec))
@@ -367,6 +432,28 @@ def add_gateway(session: Session, spec: GatewaySpec) -> Gateway:
 
 def gateways(session: Session) -> list[Gateway]:
     return list(session.execute(select(Gateway).order_by(Gateway.priority, Gateway.name)).scalars())
+
+
+def get_gateway(session: Session, name: str) -> Gateway:
+    gateway = session.execute(select(Gateway).where(Gateway.name == name)).scalar_one_or_none()
+    if gateway is None:
+        raise NotFound(f"no gateway {name!r}")
+    return gateway
+
+
+def update_gateway(session: Session, name: str, changes: dict, enabled: bool | None = None) -> Gateway:
+    """Change some of a gateway's settings (GatewaySpec fields but the name), checked as when adding."""
+    gateway = get_gateway(session, name)
+    if "name" in changes:
+        raise InvalidInput("a gateway keeps its name")
+    spec = GatewaySpec(**{f.name: getattr(gateway, f.name) for f in fields(GatewaySpec)} | changes)
+    _check_gateway(spec)
+    for key, value in asdict(spec).items():
+        setattr(gateway, key, value)
+    if enabled is not None:
+        gateway.enabled = enabled
+    session.flush()
+    return gateway
 
 
 @dataclass
@@ -385,7 +472,8 @@ class AccessNumberSpec:
     retry_interval_seconds: int = 30
 
 
-def add_access_number(session: Session, spec: AccessNumberSpec) -> AccessNumber:
+def _check_access_number(spec: AccessNumberSpec) -> str:
+    """The spec's number as stored, once every setting is checked."""
     try:
         number = service_number(spec.number)
     except InvalidNumber as exc:
@@ -403,6 +491,11 @@ def add_access_number(session: Session, spec: AccessNumberSpec) -> AccessNumber:
         raise InvalidInput("retries must be between 0 and 5")
     if not 5 <= spec.retry_interval_seconds <= 3600:
         raise InvalidInput("the retry interval must be between 5 and 3600 seconds")
+    return number
+
+
+def add_access_number(session: Session, spec: AccessNumberSpec) -> AccessNumber:
+    number = _check_access_number(spec)
     if session.execute(select(AccessNumber.id).where(AccessNumber.number == number)).first():
         raise Conflict(f"access number {number} already exists")
     access_number = AccessNumber(**asdict(spec) | {"number": number})
@@ -413,6 +506,31 @@ def add_access_number(session: Session, spec: AccessNumberSpec) -> AccessNumber:
 
 def access_numbers(session: Session) -> list[AccessNumber]:
     return list(session.execute(select(AccessNumber).order_by(AccessNumber.number)).scalars())
+
+
+def get_access_number(session: Session, number: str) -> AccessNumber:
+    access_number = session.execute(
+        select(AccessNumber).where(AccessNumber.number == number.strip())
+    ).scalar_one_or_none()
+    if access_number is None:
+        raise NotFound(f"no access number {number!r}")
+    return access_number
+
+
+def update_access_number(session: Session, number: str, changes: dict, enabled: bool | None = None) -> AccessNumber:
+    """Change some of an access number's callback settings, checked as when adding."""
+    access_number = get_access_number(session, number)
+    if "number" in changes:
+        raise InvalidInput("an access number keeps its number")
+    current = {f.name: getattr(access_number, f.name) for f in fields(AccessNumberSpec)}
+    spec = AccessNumberSpec(**current | changes)
+    _check_access_number(spec)
+    for key, value in asdict(spec).items():
+        setattr(access_number, key, value)
+    if enabled is not None:
+        access_number.enabled = enabled
+    session.flush()
+    return access_number
 
 
 # --- records -------------------------------------------------------------------------------------
