@@ -1,0 +1,163 @@
+"""The web callback ("connect two") through the portal's API, end to end: real Kamailio, rtpengine
+and call controller; sipp as the carrier's called parties. The portal runs in process on the same
+database, signed in as a customer.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+from sqlalchemy import func, select, update
+
+from boomerang import services
+from boomerang.store import make_engine, session_factory, transaction
+from boomerang.store.models import CallbackSession, Gateway
+from boomerang.supervisor import Supervisor
+from tests.portalkit import Portal
+from tests.servicekit import GatewaySim, free_port, running_edge
+
+pytestmark = pytest.mark.sip
+
+A, B = "+447700900501", "+12025550501"
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    with running_edge(tmp_path_factory.mktemp("web")) as settings:
+        port = free_port()
+        engine = make_engine(settings.database_url)
+        sessions = session_factory(engine)
+        with transaction(sessions) as session:
+            session.execute(update(Gateway).where(Gateway.name == "carrier").values(uri=f"sip:127.0.0.1:{port}"))
+        time.sleep(5.5)  # the edge's gateway cache
+        controller = Supervisor(settings, out=io.StringIO())
+        controller.start(services.controller(settings))
+        portal = Portal(settings, sessions)
+        portal.account("alice", balance="5.00", tariff="demo")
+        portal.account("mallory", balance="5.00", tariff="demo")
+        portal.account("broke", balance="0", tariff="demo")
+        try:
+            yield port, portal, sessions
+        finally:
+            controller.stop_all()
+            engine.dispose()
+
+
+def events(visitor, callback_id: str) -> list[tuple[str, dict]]:
+    """The whole event stream of a callback (replayed from the start, then live until it ends)."""
+    result = visitor.get(f"/api/callbacks/{callback_id}/events")
+    assert result.status_code == 200 and result.headers["content-type"] == "text/event-stream"
+    found = []
+    for block in result.text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "data" in fields:
+            found.append((fields.get("event", "message"), json.loads(fields["data"])))
+    return found
+
+
+def statuses(stream) -> list[tuple[str, str]]:
+    return [(data["leg"], data["status"]) for kind, data in stream if kind == "leg"]
+
+
+def start(visitor, a: str = A, b: str = B):
+    return visitor.post("/api/callbacks", json={"a": a, "b": b})
+
+
+def test_a_then_b_are_called_bridged_and_every_status_is_streamed_with_the_cost(platform, tmp_path):
+    port, portal, _ = platform
+    alice = portal.sign_in("alice")
+    carrier = GatewaySim("gw_connect_two.xml", port, tmp_path, 40, calls=2)
+    started = start(alice)
+    assert started.status_code == 201, started.text
+    assert started.json["state"] == "requested" and started.json["legs"] == []
+    stream = events(alice, started.json["id"])
+    code, messages = carrier.finish()
+    assert code == 0, messages[-2000:]
+    assert statuses(stream) == [
+        ("A", "queued"), ("A", "dialing"), ("A", "ringing"), ("A", "answered"),
+        ("B", "queued"), ("B", "dialing"), ("B", "ringing"), ("B", "answered"),
+        ("B", "ended"), ("A", "ended"),
+    ]  # fmt: skip
+    kind, final = stream[-1]
+    assert kind == "end" and final["end_reason"] == "completed"
+    assert [(leg["leg"], leg["hangup_by"]) for leg in final["legs"]] == [("A", None), ("B", "peer")]
+    assert final["total_cost"] is not None and all(leg["cost"] is not None for leg in final["legs"])
+    # A was shown B's number, and B A's.
+    assert f"From: <sip:{B[1:]}@" in messages or f"From: <sip:+{B[1:]}@" in messages
+
+
+def test_a_busy_ends_the_callback_and_b_is_never_called(platform, tmp_path):
+    port, portal, _ = platform
+    alice = portal.sign_in("alice")
+    carrier = GatewaySim("gw_busy.xml", port, tmp_path, 20)
+    started = start(alice, b="+12025550502")
+    stream = events(alice, started.json["id"])
+    assert carrier.finish()[0] == 0
+    assert statuses(stream) == [("A", "queued"), ("A", "dialing"), ("A", "busy")]
+    assert stream[-1][1]["end_reason"] == "leg A not answered"
+
+
+def test_b_busy_is_told_to_a_and_the_call_ends(platform, tmp_path):
+    port, portal, _ = platform
+    alice = portal.sign_in("alice")
+    carrier = GatewaySim("gw_answer_first_busy_second.xml", port, tmp_path, 40, calls=2)
+    started = start(alice, b="+12025550503")
+    stream = events(alice, started.json["id"])
+    code, messages = carrier.finish()
+    assert code == 0, messages[-2000:]
+    assert ("B", "busy") in statuses(stream)
+    assert stream[-1][1]["end_reason"] == "leg B not connected"
+    b = stream[-1][1]["legs"][1]
+    assert (b["status"], b["sip_code"], b["cost"]) == ("busy", 486, None)
+
+
+def test_cancel_while_a_rings_hangs_up(platform, tmp_path):
+    port, portal, _ = platform
+    alice = portal.sign_in("alice")
+    carrier = GatewaySim("gw_ring_until_cancel.xml", port, tmp_path, 30)
+    started = start(alice, b="+12025550504")
+    callback_id = started.json["id"]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and alice.get(f"/api/callbacks/{callback_id}").json["state"] != "calling_a":
+        time.sleep(0.2)
+    time.sleep(1)
+    assert alice.delete(f"/api/callbacks/{callback_id}").status_code == 202
+    stream = events(alice, callback_id)
+    code, messages = carrier.finish()
+    assert code == 0, messages[-2000:]  # the phone got our CANCEL
+    assert stream[-1][1]["end_reason"] == "cancelled"
+    assert {leg for leg, _ in statuses(stream)} == {"A"}
+
+
+def test_refusals_come_before_anything_is_dialled(platform):
+    _, portal, sessions = platform
+    broke = portal.sign_in("broke")
+    refused = start(broke, b="+12025550505")
+    assert refused.status_code == 409 and "credit" in refused.json["detail"]
+    alice = portal.sign_in("alice")
+    assert start(alice, a="hello").status_code == 422
+    assert start(alice, b="+861012345678").status_code == 409  # no rate
+    with transaction(sessions) as session:
+        owners = session.execute(select(func.count()).select_from(CallbackSession).where(
+            CallbackSession.destination_number.in_(["12025550505", "861012345678"]))).scalar_one()  # fmt: skip
+    assert owners == 0
+
+
+def test_another_accounts_callback_is_invisible_and_cannot_be_cancelled(platform, tmp_path):
+    port, portal, _ = platform
+    alice, mallory = portal.sign_in("alice"), portal.sign_in("mallory")
+    carrier = GatewaySim("gw_busy.xml", port, tmp_path, 20)
+    started = start(alice, b="+12025550506")
+    callback_id = started.json["id"]
+    for result in (
+        mallory.get(f"/api/callbacks/{callback_id}"),
+        mallory.get(f"/api/callbacks/{callback_id}/events"),
+        mallory.delete(f"/api/callbacks/{callback_id}"),
+    ):
+        assert result.status_code == 404
+    assert portal.anonymous().get(f"/api/callbacks/{callback_id}").status_code == 401
+    events(alice, callback_id)  # the callback runs its course for alice
+    carrier.finish()
