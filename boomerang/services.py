@@ -130,6 +130,9 @@ def portal(settings: Settings) -> Service:
             gunicorn,
             f"--bind={settings.portal_listen}",
             f"--workers={settings.portal_workers}",
+            # Threads: a browser following a call live holds a request open (Server-Sent Events).
+            "--worker-class=gthread",
+            "--threads=16",
             "--access-logfile=-",
             f"--log-level={settings.log_level}",
             "--graceful-timeout=5",

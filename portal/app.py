@@ -7,7 +7,18 @@ from pathlib import Path
 import falcon
 
 from boomerang.settings import Settings
-from portal import admin, auth, customer, health, openapi, pages, problems, sms_ingress, web_callbacks
+from portal import (
+    admin,
+    auth,
+    customer,
+    health,
+    openapi,
+    pages,
+    problems,
+    sms_ingress,
+    web_callback_page,
+    web_callbacks,
+)
 from portal.database import Database
 from rating.tariff_cache import TariffCache
 
@@ -40,9 +51,12 @@ def create_app(settings: Settings) -> falcon.App:
     app.add_route("/api/me/ledger", customer.Ledger(db))
     app.add_route("/api/me/rate", customer.RateLookup(db, tariffs))
 
-    app.add_route("/api/callbacks", web_callbacks.WebCallbacks(db, tariffs, settings.numbers_blocked_prefixes))
+    starter = web_callbacks.WebCallbacks(db, tariffs, settings.numbers_blocked_prefixes)
+    app.add_route("/api/callbacks", starter)
     app.add_route("/api/callbacks/{callback_id}", web_callbacks.WebCallback(db))
     app.add_route("/api/callbacks/{callback_id}/events", web_callbacks.WebCallbackEvents(db))
+    app.add_route("/callback", web_callback_page.WebCallbackForm(db, starter))
+    app.add_route("/callback/{callback_id}", web_callback_page.WebCallbackStatus(db))
 
     app.add_route("/api/admin/accounts", admin.Accounts(db, secret))
     app.add_route("/api/admin/accounts/{login}", admin.AccountResource(db, secret))

@@ -24,6 +24,7 @@ from boomerang.store.types import utcnow
 from callback import requests
 from portal.auth import signed_in
 from portal.database import Database
+from portal.representations import optional_money
 from rating.tariff_cache import TariffCache
 
 STREAM_POLL_SECONDS = 0.1  # how often a live stream looks for new statuses
@@ -35,11 +36,7 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def _money(amount: Decimal | None) -> str | None:
-    return None if amount is None else f"{amount:f}"
-
-
-def _owned(session: Session, account_id: int, session_id: str) -> CallbackSession:
+def owned_callback(session: Session, account_id: int, session_id: str) -> CallbackSession:
     found = session.execute(
         select(CallbackSession).where(
             CallbackSession.id == session_id,
@@ -71,7 +68,7 @@ def view(session: Session, callback: CallbackSession) -> dict:
                 "ended_at": _iso(leg.ended_at),
                 "hangup_by": leg.hangup_by,
                 "duration_seconds": cdr.duration_seconds if cdr else None,
-                "cost": _money(cdr.cost) if cdr else None,
+                "cost": optional_money(cdr.cost) if cdr else None,
                 "currency": cdr.currency if cdr else None,
             }
         )
@@ -84,7 +81,7 @@ def view(session: Session, callback: CallbackSession) -> dict:
         "ended_at": _iso(callback.ended_at),
         "end_reason": callback.end_reason,
         "legs": shown,
-        "total_cost": _money(sum((Decimal(c.cost) for c in costs.values()), Decimal(0))) if costs else None,
+        "total_cost": optional_money(sum((Decimal(c.cost) for c in costs.values()), Decimal(0))) if costs else None,
     }
 
 
@@ -118,7 +115,7 @@ class WebCallbacks:
             raise falcon.HTTPBadRequest(title="Two numbers needed", description='send {"a": "+44...", "b": "+1..."}')
         with self.db.write() as session:
             account = session.get(Account, account_id)
-            a, b = (self._number(body[name], account.country_code) for name in ("a", "b"))
+            a, b = (self.read_number(body[name], account.country_code) for name in ("a", "b"))
             try:
                 queued = requests.connect_two(session, self.tariffs, account, a, b, kind=CallbackKind.WEB,
                                               request_ref=f"web:{uuid.uuid4()}", now=utcnow())  # fmt: skip
@@ -129,7 +126,8 @@ class WebCallbacks:
             resp.location = f"/api/callbacks/{queued.id}"
             resp.media = view(session, queued)
 
-    def _number(self, text: str, country_code: str | None) -> str:
+    def read_number(self, text: str, country_code: str | None) -> str:
+        """A number as the user typed it, in E.164; 422 when it is none, or may not be called."""
         try:
             number = dialled_to_e164(text.translate(_SEPARATORS), country_code)
         except InvalidNumber as exc:
@@ -150,12 +148,12 @@ class WebCallback:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, callback_id: str) -> None:
         with self.db.read() as session:
-            resp.media = view(session, _owned(session, req.context.principal.account_id, callback_id))
+            resp.media = view(session, owned_callback(session, req.context.principal.account_id, callback_id))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, callback_id: str) -> None:
         account_id = req.context.principal.account_id
         with self.db.write() as session:
-            _owned(session, account_id, callback_id)
+            owned_callback(session, account_id, callback_id)
             if not requests.cancel(session, account_id, callback_id, utcnow()):
                 raise falcon.HTTPConflict(title="Already over", description="this callback has ended")
         resp.status = falcon.HTTP_202
@@ -172,7 +170,7 @@ class WebCallbackEvents:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, callback_id: str) -> None:
         with self.db.read() as session:
-            _owned(session, req.context.principal.account_id, callback_id)
+            owned_callback(session, req.context.principal.account_id, callback_id)
         after = req.get_header("Last-Event-ID") or req.get_param("after") or "0"
         resp.content_type = "text/event-stream"
         resp.set_header("Cache-Control", "no-cache")
