@@ -897,6 +897,99 @@ PATHS["/api/admin/accounts/{login}/ledger"]["post"]["responses"] = {
     },
 } | _problems(*WRITE)
 
+# --- web callbacks and SMS over HTTP --------------------------------------------------------------
+
+_ERRORS["422"] = "A number that is not one, or may not be called"
+SCHEMAS["WebCallbackLeg"] = _object(
+    {
+        "leg": {"type": "string", "enum": ["A", "B"]},
+        "number": STRING,
+        "status": {
+            "type": "string",
+            "enum": ["queued", "dialing", "ringing", "answered", "busy", "no_answer", "failed", "cancelled", "ended"],
+        },
+        "sip_code": _nullable({"type": "integer"}),
+        "answered_at": NULLABLE_MOMENT,
+        "ended_at": NULLABLE_MOMENT,
+        "hangup_by": _nullable(STRING),
+        "duration_seconds": _nullable({"type": "integer"}),
+        "cost": _nullable(MONEY),
+        "currency": _nullable(STRING),
+    },
+    ["leg", "number", "status"],
+)
+SCHEMAS["WebCallback"] = _object(
+    {
+        "id": STRING,
+        "a": STRING,
+        "b": STRING,
+        "state": STRING,
+        "requested_at": MOMENT,
+        "ended_at": NULLABLE_MOMENT,
+        "end_reason": _nullable(STRING),
+        "legs": {"type": "array", "items": _ref("WebCallbackLeg")},
+        "total_cost": _nullable(MONEY),
+    },
+    ["id", "a", "b", "state", "legs"],
+)
+SCHEMAS["SmsDelivery"] = _object(
+    {"gateway": STRING, "sender": NUMBER_IN, "receiver": NUMBER_IN, "text": {"type": "string", "maxLength": 1600},
+     "id": {"type": "string", "minLength": 1, "maxLength": 128}},
+    ["gateway", "sender", "receiver", "text", "id"],
+)  # fmt: skip
+SCHEMAS["SmsAccepted"] = _object({"id": {"type": "integer"}, "duplicate": {"type": "boolean"}}, ["id", "duplicate"])
+_CALLBACK_ID = _path("callback_id", "the web callback's id")
+PATHS["/api/callbacks"] = {
+    "post": operation(
+        "Call A, then B, and connect them (refused before anything is dialled when it cannot be paid for)",
+        "startWebCallback",
+        "customer",
+        ok=("201", _ref("WebCallback"), "Queued: A is called at once"),
+        body=_object({"a": NUMBER_IN, "b": NUMBER_IN}, ["a", "b"]),
+        errors=("400", "401", "403", "409", "422"),
+    )
+}
+PATHS["/api/callbacks/{callback_id}"] = {
+    "get": operation(
+        "A web callback: its state, and each leg's status, times and cost",
+        "getWebCallback",
+        "customer",
+        ok=("200", _ref("WebCallback"), "The callback"),
+        parameters=[_CALLBACK_ID],
+        errors=("401", "404"),
+    ),
+    "delete": operation(
+        "Stop a web callback: hangs up whatever is up",
+        "cancelWebCallback",
+        "customer",
+        ok=("202", _object({"id": STRING, "cancelling": {"type": "boolean"}}), "Being stopped"),
+        parameters=[_CALLBACK_ID],
+        errors=("401", "403", "404", "409"),
+    ),
+}
+PATHS["/api/callbacks/{callback_id}/events"] = {
+    "get": operation(
+        "Server-Sent Events: each leg's statuses from the first (or after Last-Event-ID), then live; `end` last",
+        "followWebCallback",
+        "customer",
+        ok=("200", {"type": "string"}, "An event stream"),
+        parameters=[_CALLBACK_ID],
+        errors=("401", "404"),
+        content_type="text/event-stream",
+    )
+}
+PATHS["/api/sms/inbound"] = {
+    "post": operation(
+        "A text delivered by a trusted SMS gateway (by its name and address); answered by SMS",
+        "deliverSms",
+        "service",
+        ok=("202", _ref("SmsAccepted"), "Stored (once, however often delivered)"),
+        body=_ref("SmsDelivery"),
+        errors=("400", "403", "404"),
+        public=True,
+    )
+}
+
 DOCUMENT = {
     "openapi": "3.0.3",
     "info": {
