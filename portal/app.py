@@ -9,6 +9,7 @@ import falcon
 from boomerang.settings import Settings
 from portal import (
     admin,
+    admin_pages,
     auth,
     customer,
     health,
@@ -77,5 +78,38 @@ def create_app(settings: Settings) -> falcon.App:
     app.add_route("/api/admin/ledger", admin.Ledger(db))
 
     app.add_route("/", pages.Home())
+    app.add_route("/login", pages.SignIn(authenticator))
+    app.add_route("/logout", pages.SignOut(authenticator))
+    app.add_route("/dashboard", pages.DashboardPage(db))
+    caller_ids = pages.CallerIdsPage(db)
+    app.add_route("/caller-ids", caller_ids)
+    app.add_route("/caller-ids/remove", caller_ids, suffix="remove")
+    app.add_route("/history", pages.HistoryPage(db))
+    app.add_route("/rates", pages.RatesPage(db, tariffs))
+    account = pages.AccountPage(db, authenticator, secret)
+    app.add_route("/account", account)
+    app.add_route("/account/password", account, suffix="password")
+    app.add_route("/account/pin", account, suffix="pin")
+
+    app.add_route("/admin", admin_pages.AdminHome())
+    app.add_route("/admin/accounts", admin_pages.AccountsPage(db, secret))
+    account_page = admin_pages.AccountPage(db, secret)
+    app.add_route("/admin/accounts/{login}", account_page)
+    for action in ("settings", "status", "ledger", "caller_ids", "secrets"):
+        app.add_route(f"/admin/accounts/{{login}}/{action.replace('_', '-')}", account_page, suffix=action)
+    app.add_route("/admin/accounts/{login}/caller-ids/remove", account_page, suffix="remove_caller_id")
+    tariffs_page = admin_pages.TariffsPage(db, tariffs)
+    app.add_route("/admin/tariffs", tariffs_page)
+    app.add_route("/admin/tariffs/{name}", tariffs_page, suffix="one")
+    app.add_route("/admin/tariffs/{name}/import", tariffs_page, suffix="import")
+    gateways_page = admin_pages.GatewaysPage(db)
+    app.add_route("/admin/gateways", gateways_page)
+    app.add_route("/admin/gateways/{name}/toggle", gateways_page, suffix="toggle")
+    numbers_page = admin_pages.AccessNumbersPage(db)
+    app.add_route("/admin/access-numbers", numbers_page)
+    app.add_route("/admin/access-numbers/{number}", numbers_page, suffix="one")
+    app.add_route("/admin/calls", admin_pages.ListPage(db, "admin_calls.html", admin.live_calls))
+    app.add_route("/admin/sms", admin_pages.ListPage(db, "admin_sms.html", admin.sms_page))
+    app.add_route("/admin/ledger", admin_pages.ListPage(db, "admin_ledger.html", admin.ledger_page))
     app.add_static_route("/static", str(Path(__file__).parent / "static"))
     return app
