@@ -973,7 +973,10 @@ PATHS["/api/callbacks/{callback_id}/events"] = {
         "followWebCallback",
         "customer",
         ok=("200", {"type": "string"}, "An event stream"),
-        parameters=[_CALLBACK_ID],
+        parameters=[
+            _CALLBACK_ID,
+            _query("max_seconds", "end the stream sooner", {"type": "integer", "minimum": 1, "maximum": 14400}),
+        ],
         errors=("401", "404"),
         content_type="text/event-stream",
     )

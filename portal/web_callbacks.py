@@ -163,7 +163,8 @@ class WebCallback:
 @falcon.before(signed_in)
 class WebCallbackEvents:
     """GET /api/callbacks/{id}/events: text/event-stream of the legs' statuses, from the first (or
-    after Last-Event-ID), then live; an `end` event with the costs closes it."""
+    after Last-Event-ID), then live; an `end` event with the costs closes it. `max_seconds` ends the
+    stream sooner (a client reconnects with Last-Event-ID and loses nothing)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -175,10 +176,11 @@ class WebCallbackEvents:
         resp.content_type = "text/event-stream"
         resp.set_header("Cache-Control", "no-cache")
         resp.set_header("X-Accel-Buffering", "no")  # a proxy in front must not hold the events back
-        resp.stream = self._stream(callback_id, int(after) if after.isdigit() else 0)
+        limit = req.get_param_as_int("max_seconds", min_value=1, max_value=STREAM_MAX_SECONDS) or STREAM_MAX_SECONDS
+        resp.stream = self._stream(callback_id, int(after) if after.isdigit() else 0, limit)
 
-    def _stream(self, callback_id: str, after: int) -> Iterator[bytes]:
-        deadline = time.monotonic() + STREAM_MAX_SECONDS
+    def _stream(self, callback_id: str, after: int, limit: int) -> Iterator[bytes]:
+        deadline = time.monotonic() + limit
         yield b"retry: 1000\n\n"
         while time.monotonic() < deadline:
             with self.db.read() as session:

@@ -48,7 +48,7 @@ def platform(tmp_path_factory):
 
 def events(visitor, callback_id: str) -> list[tuple[str, dict]]:
     """The whole event stream of a callback (replayed from the start, then live until it ends)."""
-    result = visitor.get(f"/api/callbacks/{callback_id}/events")
+    result = visitor.get(f"/api/callbacks/{callback_id}/events", params={"max_seconds": "90"})
     assert result.status_code == 200 and result.headers["content-type"] == "text/event-stream"
     found = []
     for block in result.text.split("\n\n"):
