@@ -100,6 +100,18 @@ def test_a_busy_ends_the_callback_and_b_is_never_called(platform, tmp_path):
     assert stream[-1][1]["end_reason"] == "leg A not answered"
 
 
+def test_a_not_answering_is_recorded_as_no_answer(platform, tmp_path):
+    port, portal, _ = platform
+    alice = portal.sign_in("alice")
+    carrier = GatewaySim("gw_no_answer.xml", port, tmp_path, 20)
+    started = start(alice, b="+12025550507")
+    stream = events(alice, started.json["id"])
+    assert carrier.finish()[0] == 0
+    assert statuses(stream) == [("A", "queued"), ("A", "dialing"), ("A", "no_answer")]
+    final = stream[-1][1]
+    assert final["end_reason"] == "leg A not answered" and final["legs"][0]["sip_code"] == 480
+
+
 def test_b_busy_is_told_to_a_and_the_call_ends(platform, tmp_path):
     port, portal, _ = platform
     alice = portal.sign_in("alice")
