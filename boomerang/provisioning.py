@@ -177,6 +177,8 @@ ACCOUNT_SETTINGS = (
     "country_code",
     "max_concurrent_calls",
     "max_caller_ids",
+    "show_b_to_a",
+    "show_a_to_b",
 )
 
 
@@ -208,6 +210,9 @@ def update_account(session: Session, login: str, changes: dict) -> Account:
         if not 0 <= changes["max_caller_ids"] <= 1000:
             raise InvalidInput("max caller IDs must be between 0 and 1000")
         account.max_caller_ids = changes["max_caller_ids"]
+    for name in ("show_b_to_a", "show_a_to_b"):  # caller ID: is each side shown the other's number?
+        if name in changes:
+            setattr(account, name, bool(changes[name]))
     session.flush()
     return account
 

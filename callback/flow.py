@@ -267,8 +267,9 @@ class CallbackFlow:
             await self.say(REFUSAL_PROMPTS.get(decision.reason, Prompt.CALL_FAILED))
             return False
         self.b_sequence += 1
+        b_caller_id = self.due.caller if self.account.show_a_to_b else self.due.service_number
         leg = await self._db(self.store.new_leg, self.due.session_id, LegRole.B, self.b_sequence, number,
-                             self.due.caller)  # fmt: skip
+                             b_caller_id)  # fmt: skip
         reservation = await self._db(self.store.reserve, leg, now)
         if not reservation.allowed:
             await self.say(REFUSAL_PROMPTS.get(reservation.reason, Prompt.CALL_FAILED))
@@ -278,7 +279,7 @@ class CallbackFlow:
             await self.say(Prompt.MAX_DURATION, duration=duration_words(reservation.max_seconds, self.language))
         await self.enter(State.CALLING_B)
         self.b_leg = leg
-        await self._originate(leg, number, self.due.caller, self.media.sdp_for_b, reservation.max_seconds)
+        await self._originate(leg, number, b_caller_id, self.media.sdp_for_b, reservation.max_seconds)
         await self.media.play(str(self.links.ringback))
         event = await self._outcome(leg, B_RING_SECONDS)
         await self.media.stop()

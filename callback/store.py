@@ -50,6 +50,7 @@ class AccountView:
     currency: str
     language: str
     country_code: str | None
+    show_a_to_b: bool = True  # leg B is shown A's number (else the service number)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class DueCallback:
     destination: str | None = None  # leg B's number when the request named it: dialled unasked
     caller_id: str = ""  # what leg A shows: the access number dialled, B's number, the SMS number
     connect_two: bool = False  # A, then B (`destination`), bridged, no IVR: callback/connect_two.py
+    service_number: str = ""  # our number: shown instead of a party's number the account hides
 
 
 def _view(account: Account) -> AccountView:
@@ -87,6 +89,7 @@ def _view(account: Account) -> AccountView:
         account.currency,
         account.language,
         account.country_code,
+        account.show_a_to_b,
     )
 
 
@@ -156,18 +159,28 @@ class CallbackStore:
                         row.attempts,
                         gateway.name if gateway is not None and gateway.enabled else None,
                         row.destination_number,
-                        self._caller_id_for(row, access),
+                        self._caller_id_for(session, row, access),
                         row.connect_two,
+                        self._service_number(row, access),
                     )
                 )
         return claimed
 
-    def _caller_id_for(self, row: CallbackSession, access: AccessNumber | None) -> str:
+    def _service_number(self, row: CallbackSession, access: AccessNumber | None) -> str:
+        """The number of ours the request came to: the access number dialled, or the SMS number."""
         if access is not None:
             return access.number
+        if row.kind is CallbackKind.SMS:
+            return self.settings.numbers_sms_number
+        return self.settings.numbers_access_number
+
+    def _caller_id_for(self, session, row: CallbackSession, access: AccessNumber | None) -> str:
+        """What leg A is shown: B's number on a connect-two call (unless the account hides it), else ours."""
         if row.connect_two and row.destination_number:
-            return row.destination_number  # A sees who it is being connected to
-        return self.settings.numbers_sms_number if row.kind is CallbackKind.SMS else ""
+            account = session.get(Account, row.account_id) if row.account_id else None
+            if account is None or account.show_b_to_a:
+                return row.destination_number
+        return self._service_number(row, access)
 
     def cancel_requested(self, session_ids: list[str]) -> list[str]:
         """Which of these running sessions their requester asked to stop."""

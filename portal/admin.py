@@ -78,6 +78,9 @@ def account_settings(body: Body) -> dict:
     for name in ("max_concurrent_calls", "max_caller_ids"):
         if body.has(name):
             changes[name] = body.integer(name, 0, 1000)
+    for name in ("show_b_to_a", "show_a_to_b"):
+        if body.has(name):
+            changes[name] = body.boolean(name)
     return changes
 
 

@@ -178,6 +178,8 @@ ACCOUNT_SETTINGS = {
     "country_code": _nullable({"type": "string", "maxLength": 3, "example": "44"}),
     "max_concurrent_calls": {"type": "integer", "minimum": 0, "maximum": 1000},
     "max_caller_ids": {"type": "integer", "minimum": 0, "maximum": 1000},
+    "show_b_to_a": {"type": "boolean", "description": "caller ID: leg A is shown B's number (else ours)"},
+    "show_a_to_b": {"type": "boolean", "description": "caller ID: leg B is shown A's number (else ours)"},
 }
 ACCOUNT_SECRETS = {
     "password": {"type": "string", "maxLength": 1024, "writeOnly": True},
@@ -359,6 +361,8 @@ SCHEMAS = {
             "callback_tariff": _nullable(STRING),
             "max_concurrent_calls": INTEGER,
             "max_caller_ids": INTEGER,
+            "show_b_to_a": BOOLEAN,
+            "show_a_to_b": BOOLEAN,
             "can_sign_in": BOOLEAN,
             "has_pin": BOOLEAN,
             "created_at": MOMENT,
@@ -493,7 +497,7 @@ PATHS = {
             "revokeToken",
             "sign-in",
             ok=("204", None, "Revoked"),
-            parameters=[_path("token_id", "the token's id", {"type": "integer"})],
+            parameters=[_path("token_id", "the token's id", {"type": "integer", "minimum": 1, "maximum": 2147483647})],
             errors=("401", "403", "404"),
         )
     },

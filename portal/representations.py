@@ -79,6 +79,8 @@ def account(record: Account, tariff_names: dict[int, str]) -> dict:
         "callback_tariff": tariff_names.get(record.callback_tariff_id) if record.callback_tariff_id else None,
         "max_concurrent_calls": record.max_concurrent_calls,
         "max_caller_ids": record.max_caller_ids,
+        "show_b_to_a": record.show_b_to_a,
+        "show_a_to_b": record.show_a_to_b,
         "can_sign_in": record.password_hash is not None,
         "has_pin": record.pin_digest is not None,
         "created_at": moment(record.created_at),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy import func, select, update
 
 from boomerang import services
 from boomerang.store import make_engine, session_factory, transaction
-from boomerang.store.models import CallbackSession, Gateway
+from boomerang.store.models import CallbackSession, Gateway, Role
 from boomerang.supervisor import Supervisor
 from tests.portalkit import Portal
 from tests.servicekit import GatewaySim, free_port, running_edge
@@ -39,6 +40,8 @@ def platform(tmp_path_factory):
         portal.account("alice", balance="5.00", tariff="demo")
         portal.account("mallory", balance="5.00", tariff="demo")
         portal.account("broke", balance="0", tariff="demo")
+        portal.account("discreet", balance="5.00", tariff="demo")
+        portal.account("operator", role=Role.ADMIN)
         try:
             yield port, portal, sessions
         finally:
@@ -60,6 +63,17 @@ def events(visitor, callback_id: str) -> list[tuple[str, dict]]:
 
 def statuses(stream) -> list[tuple[str, str]]:
     return [(data["leg"], data["status"]) for kind, data in stream if kind == "leg"]
+
+
+def invite_senders(messages: str) -> list[str]:
+    """The number in the From of each INVITE the carrier received (retransmissions once)."""
+    senders = []
+    for block in re.split(r"-{5,}", messages):
+        if re.search(r"^\s*INVITE sip:", block, re.M):
+            found = re.search(r"^From: <sip:\+?(\d+)@.*;tag=(\S+)", block, re.M)
+            if found.groups() not in [s for s in senders]:
+                senders.append(found.groups())
+    return [number for number, _ in senders]
 
 
 def start(visitor, a: str = A, b: str = B):
@@ -86,7 +100,7 @@ def test_a_then_b_are_called_bridged_and_every_status_is_streamed_with_the_cost(
     assert [(leg["leg"], leg["hangup_by"]) for leg in final["legs"]] == [("A", None), ("B", "peer")]
     assert final["total_cost"] is not None and all(leg["cost"] is not None for leg in final["legs"])
     # A was shown B's number, and B A's.
-    assert f"From: <sip:{B[1:]}@" in messages or f"From: <sip:+{B[1:]}@" in messages
+    assert invite_senders(messages) == [B[1:], A[1:]]
 
 
 def test_a_busy_ends_the_callback_and_b_is_never_called(platform, tmp_path):
@@ -173,3 +187,19 @@ def test_another_accounts_callback_is_invisible_and_cannot_be_cancelled(platform
     assert portal.anonymous().get(f"/api/callbacks/{callback_id}").status_code == 401
     events(alice, callback_id)  # the callback runs its course for alice
     carrier.finish()
+
+
+def test_an_account_can_show_each_side_our_number_instead_of_the_others(platform, tmp_path):
+    port, portal, _ = platform
+    admin = portal.sign_in("operator")
+    changed = admin.patch("/api/admin/accounts/discreet", json={"show_b_to_a": False, "show_a_to_b": False})
+    assert changed.status_code == 200, changed.text
+    assert (changed.json["show_b_to_a"], changed.json["show_a_to_b"]) == (False, False)
+    discreet = portal.sign_in("discreet")
+    carrier = GatewaySim("gw_connect_two.xml", port, tmp_path, 40, calls=2)
+    started = start(discreet, b="+12025550508")
+    events(discreet, started.json["id"])
+    code, messages = carrier.finish()
+    assert code == 0, messages[-2000:]
+    # Both INVITEs show the service number (the access number), neither party's own.
+    assert set(invite_senders(messages)) == {"123333333"}

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -244,6 +245,10 @@ class Account(Base):
     max_concurrent_calls: Mapped[int] = mapped_column(Integer, default=2)
     # How many caller IDs the customer may authorize in the portal.
     max_caller_ids: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
+    # Caller ID: A (called back) is shown B's number, and B is shown A's; where a carrier refuses to
+    # present numbers that are not the operator's, turn these off: that side sees the service number.
+    show_b_to_a: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    show_a_to_b: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
