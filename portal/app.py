@@ -40,7 +40,7 @@ def create_app(settings: Settings) -> falcon.App:
 
     app.add_route("/api/session", auth.SessionResource(authenticator))
     app.add_route("/api/tokens", auth.TokensResource(db))
-    app.add_route("/api/tokens/{token_id:int}", auth.TokenResource(db))
+    app.add_route("/api/tokens/{token_id:int(min=1, max=2147483647)}", auth.TokenResource(db))
     app.add_route("/api/me", customer.Dashboard(db))
     app.add_route("/api/me/password", auth.PasswordResource(authenticator))
     app.add_route("/api/me/pin", customer.Pin(db, authenticator, secret))
