@@ -3,7 +3,7 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: run test bench lint
+.PHONY: run test bench lint docker-test
 
 ## run: install what is missing, then start the whole platform (Ctrl-C stops it)
 run:
@@ -27,3 +27,7 @@ lint:
 bench:
 	@scripts/bootstrap.sh test
 	@url=$$(scripts/ensure-mariadb.sh) && TEST_MARIADB_URL="$$url" $(PYTHON) -m benchmarks.run $(BENCH)
+
+## docker-test: build the container images, run docker/compose.yaml with podman and check it (slow)
+docker-test:
+	@scripts/docker-test.sh
