@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Boomerang needs on Debian 12, and nothing that is already there:
 #   - Debian packages: Kamailio with its Python, SQLite, MySQL, JSON and extra modules, rtpengine;
-#     with "test", also the test tools: sipp, Kannel with its fake SMSC, tcpdump (benchmarks);
+#     with "test", also the test tools: sipp, Kannel with its fake SMSC, tcpdump (benchmarks), Chromium
+#     (browser tests, driven by Playwright: no browser is downloaded);
 #   - a virtualenv in .venv made from Debian's /usr/bin/python3 (the interpreter Kamailio embeds,
 #     so the KEMI script imports the same packages), with the project installed in it.
 # Usage: scripts/bootstrap.sh run|test
@@ -15,7 +16,7 @@ packages=(
     rtpengine-daemon python3-venv python3-dev espeak-ng sox
 )
 if [ "$purpose" = test ]; then
-    packages+=(sip-tester tcpdump kannel kannel-extras)
+    packages+=(sip-tester tcpdump kannel kannel-extras chromium)
 fi
 
 as_root() {
