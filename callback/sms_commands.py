@@ -78,6 +78,27 @@ def parse(text: str) -> Command:
     return Command(Verb.BALANCE if name == "BAL" else Verb.HELP)
 
 
+# A registration's PIN is not kept: the stored text says only that one was sent.
+PIN_HIDDEN = "<PIN hidden>"
+
+
+def redacted(text: str) -> str:
+    """The text as it may be stored and shown: a REG text without its PIN."""
+    words = text.split()
+    if not words or _BY_ALIAS.get(words[0].upper()) != "REG":
+        return text
+    try:
+        parse(text)
+    except CommandError:
+        return f"{words[0]} <hidden>"  # malformed, but it may hold a PIN all the same
+    return f"{words[0]} {PIN_HIDDEN}"
+
+
+def is_pin_attempt(stored_text: str) -> bool:
+    """Whether a stored text was a well-formed REG <PIN> (what PIN guessing is counted by)."""
+    return stored_text.endswith(PIN_HIDDEN)
+
+
 def _shown(word: str) -> str:
     """A sender's word quoted back safely: short, printable."""
     cleaned = "".join(character for character in word if character.isprintable())[:20]

@@ -87,6 +87,7 @@ class SmsStore:
                 text = self._carry_out(session, message, now, outcome)
             except CommandError as refusal:
                 text = str(refusal)
+            message.text = words.redacted(message.text)  # no PIN kept
             reply = SmsMessage(
                 direction=SmsDirection.OUTBOUND,
                 channel=message.channel,
@@ -242,10 +243,4 @@ def _failed_registrations(session: Session, message: SmsMessage, since: datetime
             SmsMessage.account_id.is_(None),
         )
     ).scalars()
-    failures = 0
-    for text in texts:
-        try:
-            failures += words.parse(text).verb is Verb.REGISTER
-        except CommandError:
-            pass
-    return failures
+    return sum(1 for text in texts if words.is_pin_attempt(text))

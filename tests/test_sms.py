@@ -147,6 +147,10 @@ def test_wrong_pins_lock_the_phone_out_and_register_nothing(platform, tmp_path):
     assert ask(platform, tmp_path, sender, "REG 4321") == "Too many wrong PINs from this phone. Try again in an hour."
     with transaction(sessions) as session:
         assert session.execute(select(AuthorizedCallerId).where(AuthorizedCallerId.number == sender)).first() is None
+    # The PINs tried are not kept.
+    assert {text for direction, text, _ in texts_of(sessions, sender) if direction is SmsDirection.INBOUND} == {
+        "REG <PIN hidden>"
+    }
 
 
 @pytest.mark.parametrize(

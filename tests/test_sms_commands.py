@@ -6,7 +6,17 @@ from decimal import Decimal
 
 import pytest
 
-from callback.sms_commands import HELP_TEXT, Command, CommandError, Verb, balance_reply, parse, rate_reply
+from callback.sms_commands import (
+    HELP_TEXT,
+    Command,
+    CommandError,
+    Verb,
+    balance_reply,
+    is_pin_attempt,
+    parse,
+    rate_reply,
+    redacted,
+)
 
 
 @pytest.mark.parametrize(
@@ -73,3 +83,10 @@ def test_replies_with_money():
     assert rate_reply("447700900123", "UK mobile", Decimal("0.12"), Decimal("0.10"), "GBP") == (
         "Calls to UK mobile (+447700900123) cost 0.12 GBP per minute, plus 0.10 GBP per call."
     )
+
+
+def test_a_pin_is_never_kept_in_the_stored_text():
+    assert redacted("REG 4321") == "REG <PIN hidden>" and is_pin_attempt(redacted("reg 4321"))
+    assert redacted("register 12 34") == "register <hidden>" and not is_pin_attempt(redacted("register 12 34"))
+    assert redacted("BAL") == "BAL" and not is_pin_attempt("BAL")
+    assert redacted("RATE 4321") == "RATE 4321"
