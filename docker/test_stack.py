@@ -41,14 +41,20 @@ class Stack:
     portal: HostPort
     carrier_port: int
 
-    def compose(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    def compose(self, *args: str, timeout: float = 180, stdin: str | None = None) -> subprocess.CompletedProcess:
         command = [COMPOSE, "--project-name", PROJECT, "--file", str(PROJECT_ROOT / "docker" / "compose.yaml"), *args]
         # Its own process group: on a timeout the podman commands it started go too.
         process = subprocess.Popen(
-            command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+            command,
+            env=self.env,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         try:
-            stdout, stderr = process.communicate(timeout=timeout)
+            stdout, stderr = process.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             stdout, stderr = process.communicate()
@@ -200,12 +206,23 @@ def test_data_survives_a_restart_of_the_database(stack, tmp_path):
     callback_reaches_the_carrier(stack, "447700900124", tmp_path)
 
 
-def test_the_documented_backup_holds_the_data(stack):
+def test_the_documented_backup_restores(stack):
     dump = stack.compose(
-        "exec", "-T", "--user", "root", "db", "mariadb-dump", "--single-transaction", "--databases", "boomerang"
-    )
+        "exec", "-T", "--user", "root", "db", "mariadb-dump", "--single-transaction", "--routines", "--databases",
+        "boomerang",
+    )  # fmt: skip
     assert dump.returncode == 0, dump.stderr
     assert "CREATE DATABASE" in dump.stdout and "'survivor'" in dump.stdout
+    assert boomerang(stack, "account", "create", "after-backup", "--currency", "USD").returncode == 0
+
+    services = ("kamailio", "controller", "portal")
+    assert stack.compose("stop", *services).returncode == 0
+    restored = stack.compose("exec", "-T", "--user", "root", "db", "mariadb", stdin=dump.stdout)
+    assert restored.returncode == 0, restored.stderr
+    assert stack.compose("start", *services).returncode == 0
+    wait_healthy(SERVICES)
+    assert boomerang(stack, "account", "show", "survivor").returncode == 0
+    assert boomerang(stack, "account", "show", "after-backup").returncode == 3  # not found: it came later
 
 
 def test_a_service_that_exits_is_restarted(stack):
