@@ -61,21 +61,31 @@ remove_stack() {
     ids=$(podman volume ls --quiet --filter "label=com.docker.compose.project=$project" 2>/dev/null || true)
     [ -z "$ids" ] || podman volume rm --force $ids >/dev/null 2>&1 || true
 }
+rootfs=""
 finish() {
     local status=$?
+    [ -z "$rootfs" ] || rm -rf "$rootfs"
     remove_stack
     echo "docker-test: $([ $status -eq 0 ] && echo passed || echo FAILED) in $(($(date +%s) - started)) s"
     exit $status
 }
+tests=""
+stop_tests() {  # Ctrl-C for the checks: they stop and remove their stack (bounded), then we make sure
+    [ -n "$tests" ] || return 0
+    kill -INT "$tests" 2>/dev/null || true
+    for _ in $(seq 120); do
+        kill -0 "$tests" 2>/dev/null || break
+        sleep 1
+    done
+}
 trap finish EXIT
-trap 'exit 130' INT TERM
+trap 'stop_tests; exit 130' INT TERM
 remove_stack  # a previous run that was killed
 
 # --- the base image: Debian 12 made here, as no registry is reachable --------------------------------
 if ! podman image exists "$base_image"; then
     echo "making the base image $base_image with debootstrap"
     rootfs=$(mktemp -d "$PWD/$work/rootfs.XXXXXX")
-    trap 'rm -rf "$rootfs"; finish' EXIT
     debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian > "$work/debootstrap.log" 2>&1 \
         || { tail -20 "$work/debootstrap.log"; exit 1; }
     # The sources of the official image: the release, its updates and security updates.
@@ -96,7 +106,7 @@ EOF
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
     tar -C "$rootfs" -c . | podman import --quiet - "$base_image" >/dev/null
     rm -rf "$rootfs"
-    trap finish EXIT
+    rootfs=""
 fi
 
 # --- the images -----------------------------------------------------------------------------------
@@ -113,5 +123,8 @@ podman image prune --force --filter label=io.boomerang.image >/dev/null 2>&1 || 
 
 # --- up, check, down ------------------------------------------------------------------------------
 echo "starting the stack and checking it (container logs in $work/logs)"
+# In the background, so that a signal reaches this script's trap while the checks run.
 DOCKER_TEST_COMPOSE="$PWD/$compose_venv/bin/podman-compose" \
-    timeout 900 .venv/bin/python -m pytest -p no:cacheprovider docker/test_stack.py -v
+    timeout --signal=INT --kill-after=120 900 .venv/bin/python -m pytest -p no:cacheprovider docker/test_stack.py -v &
+tests=$!
+wait "$tests"
