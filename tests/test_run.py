@@ -94,7 +94,7 @@ def test_boomerang_run_serves_sip_and_portal_and_sigterm_leaves_nothing(tmp_path
         assert set(pids) == set(SERVICES)
         assert sipp("options.xml", address(env, "sip_listen")).returncode == 0
         assert probes.http_get(address(env, "portal_listen"), "/api/health") == 200
-        assert probes.http_get(address(env, "portal_listen"), "/") == 200
+        assert probes.http_get(address(env, "portal_listen"), "/login") == 200  # the sign-in page
         groups = set(pids.values())
         assert len(processes_in_groups(groups)) > len(SERVICES)  # Kamailio and gunicorn have workers
     finally:
