@@ -22,7 +22,7 @@ _logins = itertools.cycle(f"load{n:04d}" for n in range(1, CUSTOMERS + 1))
 
 
 class Customer(HttpUser):
-    wait_time = between(0.5, 1.5)
+    wait_time = between(1, 5)  # a person reads a page before the next click
 
     def on_start(self) -> None:
         self.login = next(_logins)
