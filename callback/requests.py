@@ -114,11 +114,18 @@ def connect_two(
 def cancel(session: Session, account_id: int, session_id: str, now: datetime) -> bool:
     """Stop one of the account's callbacks: one not yet placed ends at once; a running one is hung
     up by its controller within a second. False when the account has no such callback still going."""
+    return _stop(session, session_id, now, CallbackSession.account_id == account_id)
+
+
+def hang_up(session: Session, session_id: str, now: datetime) -> bool:
+    """An operator stops any callback still going (the live calls page), as `cancel` does."""
+    return _stop(session, session_id, now)
+
+
+def _stop(session: Session, session_id: str, now: datetime, *conditions) -> bool:
     found = session.execute(
         select(CallbackSession).where(
-            CallbackSession.id == session_id,
-            CallbackSession.account_id == account_id,
-            CallbackSession.state.not_in(FINAL_STATES),
+            CallbackSession.id == session_id, CallbackSession.state.not_in(FINAL_STATES), *conditions
         )
     ).scalar_one_or_none()
     if found is None:

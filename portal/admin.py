@@ -32,6 +32,7 @@ from boomerang.store.models import (
     Tariff,
 )
 from boomerang.store.types import utcnow
+from callback import requests
 from portal import customer, history, pagination, representations
 from portal.auth import admin_only
 from portal.database import Database
@@ -537,7 +538,7 @@ def live_calls(session: Session, req: falcon.Request) -> dict:
 
 @falcon.before(admin_only)
 class LiveCalls:
-    """/api/admin/calls: callback sessions that have not ended, newest first (read only)."""
+    """/api/admin/calls: callback sessions that have not ended, newest first."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -545,6 +546,29 @@ class LiveCalls:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         with self.db.read() as session:
             resp.media = live_calls(session, req)
+
+
+@falcon.before(admin_only)
+class LiveCall:
+    """DELETE /api/admin/calls/{callback_id}: hang up a call (its controller does, within a second);
+    POST /admin/calls/{callback_id}/hangup does the same from the live calls page."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _hang_up(self, callback_id: str) -> None:
+        with self.db.write() as session:
+            if not requests.hang_up(session, callback_id, utcnow()):
+                raise falcon.HTTPNotFound(title="No such live call", description=f"no call {callback_id!r} is going")
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, callback_id: str) -> None:
+        self._hang_up(callback_id)
+        resp.status = falcon.HTTP_202
+        resp.media = {"id": callback_id, "hanging_up": True}
+
+    def on_post_hangup(self, req: falcon.Request, resp: falcon.Response, callback_id: str) -> None:
+        self._hang_up(callback_id)
+        raise falcon.HTTPSeeOther("/admin/calls")
 
 
 def sms_page(session: Session, req: falcon.Request) -> dict:

@@ -74,6 +74,9 @@ def create_app(settings: Settings) -> falcon.App:
     app.add_route("/api/admin/access-numbers", admin.AccessNumbers(db))
     app.add_route("/api/admin/access-numbers/{number}", admin.AccessNumberResource(db))
     app.add_route("/api/admin/calls", admin.LiveCalls(db))
+    live_call = admin.LiveCall(db)
+    app.add_route("/api/admin/calls/{callback_id}", live_call)
+    app.add_route("/admin/calls/{callback_id}/hangup", live_call, suffix="hangup")
     app.add_route("/api/admin/sms", admin.SmsLog(db))
     app.add_route("/api/admin/ledger", admin.Ledger(db))
 

@@ -985,6 +985,16 @@ PATHS["/api/callbacks/{callback_id}/events"] = {
         content_type="text/event-stream",
     )
 }
+PATHS["/api/admin/calls/{callback_id}"] = {
+    "delete": operation(
+        "Hang up a live call (whatever is up of it)",
+        "hangUpCall",
+        "admin",
+        ok=("202", _object({"id": STRING, "hanging_up": {"type": "boolean"}}), "Being hung up"),
+        parameters=[_path("callback_id", "the callback's id")],
+        errors=("401", "403", "404"),
+    )
+}
 PATHS["/api/sms/inbound"] = {
     "post": operation(
         "A text delivered by a trusted SMS gateway (by its name and address); answered by SMS",

@@ -203,3 +203,23 @@ def test_an_account_can_show_each_side_our_number_instead_of_the_others(platform
     assert code == 0, messages[-2000:]
     # Both INVITEs show the service number (the access number), neither party's own.
     assert set(invite_senders(messages)) == {"123333333"}
+
+
+def test_an_operator_hangs_up_a_live_call(platform, tmp_path):
+    port, portal, _ = platform
+    alice, operator = portal.sign_in("alice"), portal.sign_in("operator")
+    carrier = GatewaySim("gw_ring_until_cancel.xml", port, tmp_path, 30)
+    callback_id = start(alice, b="+12025550509").json["id"]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and callback_id not in [
+        call["id"] for call in operator.get("/api/admin/calls").json["items"] if call["state"] == "calling_a"
+    ]:
+        time.sleep(0.2)
+    time.sleep(1)  # A is ringing
+    assert alice.delete(f"/api/admin/calls/{callback_id}").status_code == 403  # operators only
+    assert operator.delete(f"/api/admin/calls/{callback_id}").status_code == 202
+    stream = events(alice, callback_id)
+    code, messages = carrier.finish()
+    assert code == 0, messages[-2000:]  # the phone got our CANCEL
+    assert stream[-1][1]["end_reason"] == "cancelled"
+    assert operator.delete(f"/api/admin/calls/{callback_id}").status_code == 404  # over
