@@ -14,8 +14,6 @@ import logging
 import os
 import signal
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from boomerang.settings import READY_FD_ENV, Settings, load
 from boomerang.store.types import utcnow
 from callback.connect_two import ConnectTwo
@@ -33,7 +31,6 @@ log = logging.getLogger("callback")
 
 HEARTBEAT_INTERVAL = 5.0
 SCHEDULER_MAX_SLEEP = 1.0
-DATABASE_RETRY_SECONDS = 2.0
 
 
 class Controller:
@@ -79,35 +76,25 @@ class Controller:
     # --- due callbacks --------------------------------------------------------------------------------
 
     async def _schedule(self, links: Links) -> None:
-        """Start each callback when it is due: woken by a new request, else at the next due time.
-        The database may go away for a while (a restart, a fail-over): the scheduler waits and goes
-        on, and no callback is lost, since requests are rows."""
+        """Start each callback when it is due: woken by a new request, else at the next due time."""
         while True:
-            try:
-                sleep = await self._schedule_once(links)
-            except SQLAlchemyError as exc:
-                log.warning("database unavailable, scheduling again in %.0f s: %r", DATABASE_RETRY_SECONDS, exc)
-                sleep = DATABASE_RETRY_SECONDS
+            for due in await asyncio.to_thread(self.store.claim_due, utcnow(), State.CALLING_A.value):
+                flow = ConnectTwo(due, links) if due.connect_two else RegularCallback(due, links)
+                self.sessions[due.session_id] = flow
+                task = asyncio.create_task(flow.run(), name=f"callback {due.session_id}")
+                task.add_done_callback(lambda _, session_id=due.session_id: self.sessions.pop(session_id, None))
+            for session_id in await asyncio.to_thread(self.store.cancel_requested, list(self.sessions)):
+                flow = self.sessions.get(session_id)
+                if flow is not None and flow.task is not None and not flow.cancelling:
+                    flow.cancelling = True
+                    flow.task.cancel(CANCELLED)
+            next_due = await asyncio.to_thread(self.store.next_due_at)
+            sleep = SCHEDULER_MAX_SLEEP
+            if next_due is not None:
+                sleep = min(max((next_due - utcnow()).total_seconds(), 0.01), SCHEDULER_MAX_SLEEP)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), sleep)
-
-    async def _schedule_once(self, links: Links) -> float:
-        """Start what is due and stop what was cancelled; returns how long to sleep."""
-        for due in await asyncio.to_thread(self.store.claim_due, utcnow(), State.CALLING_A.value):
-            flow = ConnectTwo(due, links) if due.connect_two else RegularCallback(due, links)
-            self.sessions[due.session_id] = flow
-            task = asyncio.create_task(flow.run(), name=f"callback {due.session_id}")
-            task.add_done_callback(lambda _, session_id=due.session_id: self.sessions.pop(session_id, None))
-        for session_id in await asyncio.to_thread(self.store.cancel_requested, list(self.sessions)):
-            flow = self.sessions.get(session_id)
-            if flow is not None and flow.task is not None and not flow.cancelling:
-                flow.cancelling = True
-                flow.task.cancel(CANCELLED)
-        next_due = await asyncio.to_thread(self.store.next_due_at)
-        if next_due is None:
-            return SCHEDULER_MAX_SLEEP
-        return min(max((next_due - utcnow()).total_seconds(), 0.01), SCHEDULER_MAX_SLEEP)
 
     # --- events ------------------------------------------------------------------------------------------
 

@@ -15,8 +15,6 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from boomerang.store.models import SmsEgress
 from boomerang.store.types import utcnow
 from callback.sms_store import Reply, SmsStore
@@ -46,12 +44,7 @@ class SmsDesk:
     async def run(self) -> None:
         while True:
             self._wake.clear()
-            try:
-                waiting = await asyncio.to_thread(self.store.waiting)
-            except SQLAlchemyError as exc:  # the database is away for a while: the texts wait in it
-                log.warning("database unavailable, SMS handled again in %.0f s: %r", POLL_SECONDS, exc)
-                waiting = []
-            for sms_id in waiting:
+            for sms_id in await asyncio.to_thread(self.store.waiting):
                 await self._handle(sms_id)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
