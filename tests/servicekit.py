@@ -40,6 +40,16 @@ def _free(port: int) -> bool:
     return True
 
 
+def wait_for(check, timeout: float = 30):
+    """Poll `check` every 0.2 s until it gives something true, or `timeout` runs out; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.2)
+    return check()
+
+
 def free_port() -> int:
     """A port free for both UDP and TCP on 127.0.0.1 (SIP listens on both), never handed out twice."""
     for _ in range(1000):

@@ -38,7 +38,7 @@ from boomerang.supervisor import Supervisor
 from callback.prompts import Prompt, sentence
 from callback.speech import SpeechCache
 from tests.rtp_listener import RtpListener, similarity, voiced_seconds, wav_samples
-from tests.servicekit import GatewaySim, free_port, phone_scenario, running_edge, sipp
+from tests.servicekit import GatewaySim, free_port, phone_scenario, running_edge, sipp, wait_for
 
 pytestmark = pytest.mark.sip
 
@@ -85,16 +85,6 @@ def platform(tmp_path_factory):
         finally:
             controller.stop_all()
             engine.dispose()
-
-
-def wait_for(check, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    return check()
 
 
 def session_of(sessions, caller: str) -> CallbackSession | None:

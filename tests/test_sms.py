@@ -33,7 +33,7 @@ from boomerang.store.types import utcnow
 from boomerang.supervisor import Supervisor
 from callback import requests
 from callback.sms_commands import HELP_TEXT
-from tests.servicekit import GatewaySim, free_port, phone_scenario, running_edge, sipp
+from tests.servicekit import GatewaySim, free_port, phone_scenario, running_edge, sipp, wait_for
 
 pytestmark = pytest.mark.sip
 
@@ -105,15 +105,6 @@ def callbacks_of(sessions, sender: str) -> int:
         ).scalar_one()
 
 
-def wait_for(check, timeout: float = 10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.2)
-    return check()
-
-
 def test_a_phone_registers_with_its_pin_then_asks_its_balance_and_a_rate(platform, tmp_path):
     _, _, sessions = platform
     sender = "447700900301"
@@ -135,7 +126,7 @@ def test_a_phone_registers_with_its_pin_then_asks_its_balance_and_a_rate(platfor
     stored = texts_of(sessions, sender)
     assert [direction for direction, _, _ in stored] == [SmsDirection.INBOUND, SmsDirection.OUTBOUND] * 7
     assert wait_for(lambda: all(status is SmsStatus.SENT for d, _, status in texts_of(sessions, sender)
-                                if d is SmsDirection.OUTBOUND))  # fmt: skip
+                                if d is SmsDirection.OUTBOUND), timeout=10)  # fmt: skip
 
 
 def test_wrong_pins_lock_the_phone_out_and_register_nothing(platform, tmp_path):
