@@ -17,11 +17,12 @@ and the balance is exactly the sum of the account's ledger entries.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from boomerang.store.models import (
@@ -31,7 +32,7 @@ from boomerang.store.models import (
     ReservationState,
 )
 from rating import ledger, queries
-from rating.credit import close, tariff_for
+from rating.credit import tariff_for
 from rating.ledger import LockedAccount
 from rating.prefix_index import PrefixIndex
 from rating.tariff_cache import TariffCache, load_index, price_of
@@ -73,34 +74,112 @@ def settle(
 ) -> Cdr | None:
     """Rate the finished leg: its CDR and charge, once. None for a leg that was never answered
     (its reservation is released). Times default to the leg's `answered_at` and `ended_at`."""
-    leg = queries.run(session, queries.LEG, {"leg_id": leg_id}).one_or_none()
-    if leg is None:
-        raise RatingError(f"no leg {leg_id}")
-    if leg.account_id is None:
-        raise RatingError(f"leg {leg_id} belongs to no account")
-    locked = queries.run(
-        session, queries.LOCK_ACCOUNT_WITH_RESERVATION, {"account_id": leg.account_id, "leg_id": leg_id}
-    ).one()
-    account = LockedAccount(*locked[: len(queries.ACCOUNT_COLUMNS)])
-    reservation = locked if locked.reservation_id is not None else None
-    if reservation is None or reservation.state is ReservationState.SETTLED:
-        # Rated already? Only then can a CDR exist: settling closes the reservation with it.
-        query = select(Cdr).where(Cdr.leg_id == leg_id).execution_options(populate_existing=True)
-        cdr = session.execute(query).scalar_one_or_none()
-        if cdr is not None:
-            return cdr
+    times = {leg_id: (answered_at, ended_at)} if answered_at or ended_at else {}
+    [cdr] = settle_many(session, [leg_id], now=now, cache=cache, times=times)
+    return cdr
 
-    answered_at = answered_at or leg.answered_at
-    ended_at = ended_at or leg.ended_at
-    if answered_at is None:
+
+def settle_many(
+    session: Session,
+    leg_ids: Sequence[str],
+    *,
+    now: datetime,
+    cache: TariffCache | None = None,
+    times: Mapping[str, tuple[datetime | None, datetime | None]] | None = None,
+) -> list[Cdr | None]:
+    """`settle` for several legs in the caller's transaction, one result per leg, in order.
+
+    The legs' accounts are locked together (in id order); the CDRs are written in one statement,
+    their charges in another, each account's balance once: a handful of statements for the
+    batch. `times` overrides a leg's (answered_at, ended_at) where a value is given.
+    """
+    wanted = list(dict.fromkeys(leg_ids))
+    if not wanted:
+        return []
+    times = times or {}
+    legs = {row.leg_id: row for row in queries.run(session, queries.LEGS, {"legs": wanted})}
+    for leg_id in wanted:
+        if leg_id not in legs:
+            raise RatingError(f"no leg {leg_id}")
+        if legs[leg_id].account_id is None:
+            raise RatingError(f"leg {leg_id} belongs to no account")
+    owners = sorted({leg.account_id for leg in legs.values()})
+    accounts: dict[int, LockedAccount] = {}
+    reservations: dict[str, Row] = {}
+    locked = queries.run(session, queries.LOCK_ACCOUNTS_WITH_RESERVATIONS, {"account_ids": owners, "legs": wanted})
+    for row in locked:
+        if row.id not in accounts:
+            accounts[row.id] = LockedAccount(*row[: len(queries.ACCOUNT_COLUMNS)])
+        if row.reservation_id is not None:
+            reservations[row.leg_id] = row
+
+    # Rated already? Only then can a CDR exist: settling closes the reservation with it.
+    maybe_rated = [
+        leg_id
+        for leg_id in wanted
+        if leg_id not in reservations or reservations[leg_id].state is ReservationState.SETTLED
+    ]
+    results: dict[str, Cdr | None] = {}
+    if maybe_rated:
+        query = select(Cdr).where(Cdr.leg_id.in_(maybe_rated)).execution_options(populate_existing=True)
+        results = {cdr.leg_id: cdr for cdr in session.execute(query).scalars()}
+
+    new_cdrs: list[dict] = []
+    charges: list[ledger.NewEntry] = []
+    closing: dict[ReservationState, list[int]] = {ReservationState.SETTLED: [], ReservationState.RELEASED: []}
+    for leg_id in wanted:
+        if leg_id in results:
+            continue
+        leg, account, reservation = legs[leg_id], accounts[legs[leg_id].account_id], reservations.get(leg_id)
+        answered_at, ended_at = times.get(leg_id, (None, None))
+        answered_at = answered_at or leg.answered_at
+        ended_at = ended_at or leg.ended_at
+        if answered_at is None:
+            if reservation is not None:
+                closing[ReservationState.RELEASED].append(reservation.reservation_id)
+            results[leg_id] = None
+            continue
+        values = _rated(session, cache, leg, account, reservation, answered_at, ended_at, now)
+        new_cdrs.append(values)
+        if values["cost"]:
+            call = f"call {leg.role.value} +{leg.number} {values['destination']}, {values['duration_seconds']} s"
+            charge = (LedgerKind.CHARGE, -values["cost"], charge_reference(leg_id), call[:255], RATED_BY)
+            charges.append(ledger.NewEntry(account, *charge))
         if reservation is not None:
-            close(session, reservation.reservation_id, ReservationState.RELEASED, now)
-        return None
-    if ended_at is None:
-        raise RatingError(f"leg {leg_id} has not ended")
-    if ended_at < answered_at:
-        raise RatingError(f"leg {leg_id} ends before it was answered")
+            closing[ReservationState.SETTLED].append(reservation.reservation_id)
 
+    if new_cdrs:
+        ids = queries.run(session, queries.INSERT_CDRS, new_cdrs).scalars().all()
+        for cdr_id, values in zip(ids, new_cdrs, strict=True):
+            # Written with Core; hand the caller the same CDR as a persistent ORM object without
+            # reading it back.
+            cdr = Cdr(id=cdr_id, **values)
+            make_transient_to_detached(cdr)
+            session.add(cdr)
+            results[values["leg_id"]] = cdr
+    ledger.append_all(session, charges)
+    for state, reservation_ids in closing.items():
+        if reservation_ids:
+            changes = {"reservation_ids": reservation_ids, "new_state": state, "now": now}
+            queries.run(session, queries.CLOSE_RESERVATIONS, changes)
+    return [results[leg_id] for leg_id in leg_ids]
+
+
+def _rated(
+    session: Session,
+    cache: TariffCache | None,
+    leg: Row,
+    account: LockedAccount,
+    reservation: Row | None,
+    answered_at: datetime,
+    ended_at: datetime | None,
+    now: datetime,
+) -> dict:
+    """The CDR of an answered leg, as the row to insert."""
+    if ended_at is None:
+        raise RatingError(f"leg {leg.leg_id} has not ended")
+    if ended_at < answered_at:
+        raise RatingError(f"leg {leg.leg_id} ends before it was answered")
     if reservation is not None:
         price, rate_id, destination = price_of(reservation), reservation.rate_id, reservation.destination
     else:
@@ -110,11 +189,9 @@ def settle(
             login = queries.run(session, queries.LOGIN, {"account_id": account.id}).scalar()
             raise RatingError(f"no rate for +{leg.number} in the tariff of account {login}")
         price, rate_id, destination = entry.price, entry.rate_id, entry.destination
-
     duration = talk_seconds(answered_at, ended_at)
-    cost = price.cost(duration)
-    values = {
-        "leg_id": leg_id,
+    return {
+        "leg_id": leg.leg_id,
         "session_id": leg.session_id,
         "account_id": account.id,
         "role": leg.role,
@@ -127,22 +204,10 @@ def settle(
         "rate_id": rate_id,
         "price_per_minute": price.per_minute,
         "connect_fee": price.connect_fee,
-        "cost": cost,
+        "cost": price.cost(duration),
         "currency": account.currency,
         "rated_at": now,
     }
-    inserted = queries.run(session, queries.INSERT_CDR, values)
-    if cost:
-        description = f"call {leg.role.value} +{leg.number} {destination}, {duration} s"[:255]
-        ledger.append(session, account, LedgerKind.CHARGE, -cost, charge_reference(leg_id), description, RATED_BY)
-    if reservation is not None:
-        close(session, reservation.reservation_id, ReservationState.SETTLED, now)
-    # The row was written with Core; hand the caller the same CDR as a persistent ORM object
-    # without reading it back.
-    cdr = Cdr(id=inserted.inserted_primary_key[0], **values)
-    make_transient_to_detached(cdr)
-    session.add(cdr)
-    return cdr
 
 
 # --- re-rating -----------------------------------------------------------------------------------

@@ -187,56 +187,118 @@ def reserve(
     reason and reserve nothing. Reserving a leg that already holds an active reservation returns
     that reservation unchanged, so a retried request reserves once.
     """
+    [decision] = reserve_many(session, cache, [leg_id], now=now, seconds=seconds, ttl_seconds=ttl_seconds)
+    return decision
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A reservation made earlier in the same batch, as `_holding` rows show reservations."""
+
+    leg_id: str
+    session_id: str
+    amount: Decimal
+
+
+def reserve_many(
+    session: Session,
+    cache: TariffCache,
+    leg_ids: Sequence[str],
+    *,
+    now: datetime,
+    seconds: int = DEFAULT_CHUNK_SECONDS,
+    ttl_seconds: int = DEFAULT_TTL_SECONDS,
+) -> list[Decision]:
+    """`reserve` for several legs in the caller's transaction, one Decision per leg, in order.
+
+    The legs' accounts are locked together (in id order) and the legs decided one after the
+    other, each seeing the credit and the calls the previous ones took: the same decisions as
+    reserving them one at a time, for a handful of statements in all. A call controller with many
+    calls starting at once reserves them this way.
+    """
     if seconds < 1:
         raise ValueError("a reservation is for at least one second")
-    leg = queries.run(session, queries.LEG, {"leg_id": leg_id}).one_or_none()
-    if leg is None:
-        raise CreditError(f"no leg {leg_id}")
-    if leg.account_id is None:
-        raise CreditError(f"leg {leg_id} belongs to no account")
-    account = ledger.lock(session, leg.account_id)
-    holding = _holding(session, account.id, now)
-    if any(row.leg_id == leg_id for row in holding):
-        row = reservation_of(session, leg_id)
-        return Decision(True, row.granted_seconds, None, _rate_entry(session, row), _grant(row, 0))
+    wanted = list(dict.fromkeys(leg_ids))
+    if not wanted:
+        return []
+    legs = {row.leg_id: row for row in queries.run(session, queries.LEGS_WITH_RESERVATION, {"legs": wanted})}
+    for leg_id in wanted:
+        if leg_id not in legs:
+            raise CreditError(f"no leg {leg_id}")
+        if legs[leg_id].account_id is None:
+            raise CreditError(f"leg {leg_id} belongs to no account")
+    owners = sorted({leg.account_id for leg in legs.values()})
+    locked = queries.run(session, queries.LOCK_ACCOUNTS, {"account_ids": owners})
+    accounts = {row.id: LockedAccount(*row) for row in locked}
+    holding: dict[int, list] = {account_id: [] for account_id in owners}
+    for row in queries.run(session, queries.HOLDING_OF_ACCOUNTS, {"account_ids": owners, "now": now}):
+        holding[row.account_id].append(row)
 
-    decision, free = _assess(session, cache, account, leg.number, leg.role, leg.session_id, now, holding)
-    if not decision.allowed:
-        return decision
-    rate, price = decision.rate, decision.rate.price
-    granted = min(seconds, decision.max_seconds, max_duration((Leg(price),), free))
-    grant = Grant(leg_id, granted, granted, price.cost(granted), now + timedelta(seconds=ttl_seconds))
+    decisions: dict[str, Decision] = {}
+    new_rows: list[dict] = []
+    for leg_id in wanted:
+        leg, account = legs[leg_id], accounts[legs[leg_id].account_id]
+        held = holding[account.id]
+        if any(row.leg_id == leg_id for row in held):
+            row = reservation_of(session, leg_id)
+            decisions[leg_id] = Decision(True, row.granted_seconds, None, _rate_entry(session, row), _grant(row, 0))
+            continue
+        if leg.reservation_id is not None:  # it expired or was closed: it never holds credit again
+            raise CreditError(f"leg {leg_id} already has a reservation: extend or settle it")
+        if any(isinstance(row, _Held) and row.session_id == leg.session_id for row in held):
+            # A leg of the same call reserved just now: `_assess` reads the terms of the call's
+            # legs from the database, so write what this batch made so far first.
+            _insert_reservations(session, new_rows)
+            new_rows = []
+        decision, free = _assess(session, cache, account, leg.number, leg.role, leg.session_id, now, held)
+        decisions[leg_id] = decision
+        if not decision.allowed:
+            continue
+        rate, price = decision.rate, decision.rate.price
+        granted = min(seconds, decision.max_seconds, max_duration((Leg(price),), free))
+        grant = Grant(leg_id, granted, granted, price.cost(granted), now + timedelta(seconds=ttl_seconds))
+        decisions[leg_id] = Decision(True, decision.max_seconds, None, rate, grant)
+        held.append(_Held(leg_id, leg.session_id, grant.amount))
+        new_rows.append(_reservation_row(account.id, leg.session_id, grant, rate, now))
+    _insert_reservations(session, new_rows)
+    return [decisions[leg_id] for leg_id in leg_ids]
+
+
+def _reservation_row(account_id: int, session_id: str, grant: Grant, rate: RateEntry, now: datetime) -> dict:
+    price = rate.price
+    return {
+        "account_id": account_id,
+        "session_id": session_id,
+        "leg_id": grant.leg_id,
+        "state": ReservationState.ACTIVE,
+        "granted_seconds": grant.granted_seconds,
+        "amount": grant.amount,
+        "expires_at": grant.expires_at,
+        "rate_id": rate.rate_id,
+        "prefix": rate.prefix,
+        "destination": rate.destination,
+        "price_per_minute": price.per_minute,
+        "connect_fee": price.connect_fee,
+        "initial_increment": price.initial_increment,
+        "subsequent_increment": price.subsequent_increment,
+        "minimum_duration": price.minimum_duration,
+        "grace_seconds": price.grace_seconds,
+        "rounding_mode": price.rounding,
+        "rounding_digits": price.rounding_digits,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _insert_reservations(session: Session, rows: list[dict]) -> None:
+    if not rows:
+        return
     try:
-        queries.run(
-            session,
-            queries.INSERT_RESERVATION,
-            {
-                "account_id": account.id,
-                "session_id": leg.session_id,
-                "leg_id": leg_id,
-                "state": ReservationState.ACTIVE,
-                "granted_seconds": granted,
-                "amount": grant.amount,
-                "expires_at": grant.expires_at,
-                "rate_id": rate.rate_id,
-                "prefix": rate.prefix,
-                "destination": rate.destination,
-                "price_per_minute": price.per_minute,
-                "connect_fee": price.connect_fee,
-                "initial_increment": price.initial_increment,
-                "subsequent_increment": price.subsequent_increment,
-                "minimum_duration": price.minimum_duration,
-                "grace_seconds": price.grace_seconds,
-                "rounding_mode": price.rounding,
-                "rounding_digits": price.rounding_digits,
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
+        queries.run(session, queries.INSERT_RESERVATION, rows)
     except IntegrityError:
-        # The leg has a reservation that is no longer holding credit: it expired or was closed.
-        raise CreditError(f"leg {leg_id} already has a reservation: extend or settle it") from None
-    return Decision(True, decision.max_seconds, None, rate, grant)
+        # A leg got a reservation since its legs were read: another transaction reserved it.
+        legs = ", ".join(row["leg_id"] for row in rows)
+        raise CreditError(f"leg {legs} already has a reservation: extend or settle it") from None
 
 
 def extend(

@@ -7,6 +7,7 @@ CDR twice moves money once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -140,25 +141,54 @@ def append(
     (a leg's charge is posted with the leg's CDR, which is unique): no lookup of the reference.
     The unique reference still refuses a duplicate, failing the transaction.
     """
-    _check(kind, amount, reference)
-    balance = account.balance + amount
-    entry = {
-        "account_id": account.id,
-        "kind": kind,
-        "amount": amount,
-        "balance_after": balance,
-        "reference": reference,
-        "description": description,
-        "created_by": created_by,
-        "created_at": utcnow(),
-    }
-    queries.run(session, queries.INSERT_LEDGER_ENTRY, entry)
-    queries.run(session, queries.SET_BALANCE, {"account_id": account.id, "new_balance": balance})
-    held = session.identity_map.get(session.identity_key(Account, account.id))
-    if held is not None:  # an Account the caller loaded: its balance is out of date now
-        session.expire(held)
-    account.balance = balance
-    return balance
+    append_all(session, [NewEntry(account, kind, amount, reference, description, created_by)])
+    return account.balance
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """An entry for `append_all`: its account locked by `lock` in this transaction."""
+
+    account: LockedAccount
+    kind: LedgerKind
+    amount: Decimal
+    reference: str
+    description: str = ""
+    created_by: str = ""
+
+
+def append_all(session: Session, new_entries: Sequence[NewEntry]) -> None:
+    """`append` for several entries at once (one INSERT, one balance update per account), in order:
+    each entry's `balance_after` follows the previous entries of its account. The LockedAccount
+    objects are updated to their new balances."""
+    if not new_entries:
+        return
+    for new in new_entries:
+        _check(new.kind, new.amount, new.reference)
+    rows = []
+    created_at = utcnow()
+    for new in new_entries:
+        new.account.balance += new.amount
+        rows.append(
+            {
+                "account_id": new.account.id,
+                "kind": new.kind,
+                "amount": new.amount,
+                "balance_after": new.account.balance,
+                "reference": new.reference,
+                "description": new.description,
+                "created_by": new.created_by,
+                "created_at": created_at,
+            }
+        )
+    queries.run(session, queries.INSERT_LEDGER_ENTRY, rows)
+    accounts = {new.account.id: new.account for new in new_entries}
+    balances = [{"account_id": account.id, "new_balance": account.balance} for account in accounts.values()]
+    queries.run(session, queries.SET_BALANCE, balances if len(balances) > 1 else balances[0])
+    for account_id in accounts:
+        held = session.identity_map.get(session.identity_key(Account, account_id))
+        if held is not None:  # an Account the caller loaded: its balance is out of date now
+            session.expire(held)
 
 
 def entries(session: Session, account_id: int, limit: int = 100) -> list[LedgerEntry]:

@@ -25,13 +25,18 @@ from boomerang.store.models import (
 )
 
 
-def run(session: Session, statement: Executable, parameters: dict | None = None) -> Result:
+def run(session: Session, statement: Executable, parameters: dict | list[dict] | None = None) -> Result:
+    """Execute on the session's connection; a list of parameter sets executes the statement for
+    each (a single multi-row INSERT where the database allows)."""
     session.flush()  # so that rows the caller added in this transaction are visible
     return session.connection().execute(statement, parameters)
 
 
-LEG = (
+# Reserve and settle work on batches of legs (one leg is a batch of one): the statements take
+# lists of legs and accounts, so a batch costs the same few statements as a single leg.
+LEGS = (
     select(
+        CallLeg.id.label("leg_id"),
         CallLeg.session_id,
         CallLeg.role,
         CallLeg.number,
@@ -40,7 +45,11 @@ LEG = (
         CallbackSession.account_id,
     )
     .join(CallbackSession, CallbackSession.id == CallLeg.session_id)
-    .where(CallLeg.id == bindparam("leg_id"))
+    .where(CallLeg.id.in_(bindparam("legs", expanding=True)))
+)
+# The same with the id of the leg's reservation in any state, read before any lock.
+LEGS_WITH_RESERVATION = LEGS.add_columns(Reservation.id.label("reservation_id")).outerjoin(
+    Reservation, Reservation.leg_id == CallLeg.id
 )
 
 # Each column read costs the driver work on every call: only what the money code uses.
@@ -56,6 +65,14 @@ ACCOUNT_COLUMNS = (
 )
 PEEK_ACCOUNT = select(*ACCOUNT_COLUMNS).where(Account.id == bindparam("account_id"))
 LOCK_ACCOUNT = PEEK_ACCOUNT.with_for_update()
+# Several accounts are locked in id order, as every transaction locking more than one does, so two
+# batches cannot deadlock on each other's accounts.
+LOCK_ACCOUNTS = (
+    select(*ACCOUNT_COLUMNS)
+    .where(Account.id.in_(bindparam("account_ids", expanding=True)))
+    .order_by(Account.id)
+    .with_for_update()
+)
 SET_BALANCE = (
     update(Account.__table__).where(Account.id == bindparam("account_id")).values(balance=bindparam("new_balance"))
 )
@@ -94,6 +111,13 @@ _active = (Reservation.account_id == bindparam("account_id")) & (Reservation.sta
 HOLDING = select(Reservation.leg_id, Reservation.session_id, Reservation.amount).where(
     _active, Reservation.expires_at > bindparam("now")
 )
+HOLDING_OF_ACCOUNTS = select(
+    Reservation.account_id, Reservation.leg_id, Reservation.session_id, Reservation.amount
+).where(
+    Reservation.account_id.in_(bindparam("account_ids", expanding=True)),
+    Reservation.state == ReservationState.ACTIVE,
+    Reservation.expires_at > bindparam("now"),
+)
 # The same with what extending changes, and the active reservations of the legs `legs` even if
 # they expired.
 HOLDING_OR_LEGS = select(
@@ -109,17 +133,24 @@ HOLDING_OR_LEGS = select(
 )
 RESERVATION_OF_LEG = select(*RESERVATION_COLUMNS).where(Reservation.leg_id == bindparam("leg_id"))
 RESERVATIONS_OF_LEGS = select(*RESERVATION_COLUMNS).where(Reservation.leg_id.in_(bindparam("legs", expanding=True)))
-# Settling locks the account and reads the leg's reservation, if any, in one statement.
-LOCK_ACCOUNT_WITH_RESERVATION = (
+# Settling locks the accounts (in id order) and reads the legs' reservations, if any, in one
+# statement: a row per reservation of the legs `legs`, or one with no reservation for an account
+# that has none of them.
+LOCK_ACCOUNTS_WITH_RESERVATIONS = (
     select(
         *ACCOUNT_COLUMNS,
+        Reservation.leg_id,
         Reservation.id.label("reservation_id"),
         Reservation.state,
         *[column for column in RESERVATION_TERMS if column.key not in ("prefix", "created_at")],
     )
     .select_from(Account)
-    .outerjoin(Reservation, Reservation.leg_id == bindparam("leg_id"))
-    .where(Account.id == bindparam("account_id"))
+    .outerjoin(
+        Reservation,
+        (Reservation.account_id == Account.id) & Reservation.leg_id.in_(bindparam("legs", expanding=True)),
+    )
+    .where(Account.id.in_(bindparam("account_ids", expanding=True)))
+    .order_by(Account.id)
     .with_for_update()
 )
 INSERT_RESERVATION = insert(Reservation.__table__)
@@ -138,8 +169,17 @@ CLOSE_RESERVATION = (
     .where(Reservation.id == bindparam("reservation_id"), Reservation.state == ReservationState.ACTIVE)
     .values(state=bindparam("new_state"), updated_at=bindparam("now"))
 )
+CLOSE_RESERVATIONS = (
+    update(Reservation.__table__)
+    .where(
+        Reservation.id.in_(bindparam("reservation_ids", expanding=True)),
+        Reservation.state == ReservationState.ACTIVE,
+    )
+    .values(state=bindparam("new_state"), updated_at=bindparam("now"))
+)
 
 LOGIN = select(Account.login).where(Account.id == bindparam("account_id"))
 ANSWER_TIMES = select(CallLeg.id, CallLeg.answered_at).where(CallLeg.id.in_(bindparam("legs", expanding=True)))
 RATE_SINCE = select(Rate.effective_from).where(Rate.id == bindparam("rate_id"))
-INSERT_CDR = insert(Cdr.__table__)
+# The new CDRs' ids, in the order of the rows given (one multi-row INSERT where the database can).
+INSERT_CDRS = insert(Cdr.__table__).returning(Cdr.__table__.c.id, sort_by_parameter_order=True)
