@@ -17,6 +17,7 @@ from pathlib import Path
 from boomerang.numbers import PrefixList
 from boomerang.store.models import LegRole, LegStatus
 from boomerang.store.types import utcnow
+from callback.credit_desk import CreditDesk
 from callback.digits import DigitCollector
 from callback.media import MediaSession
 from callback.prompts import Prompt, duration_words, language_of, sentence
@@ -87,6 +88,7 @@ class Links:
         self.ng = ng
         self.speech = speech
         self.store = store
+        self.credit = CreditDesk(store)  # reserve and settle, batched across the calls
         self.ringback = ringback
         self.blocked = blocked  # destinations nobody may call
 
@@ -251,7 +253,7 @@ class CallbackFlow:
         return True
 
     async def _bill_leg_a(self) -> bool:
-        decision = await self._db(self.store.reserve, self.a_leg, utcnow())
+        decision = await self.links.credit.reserve(self.a_leg)
         if not decision.allowed:
             await self.say(REFUSAL_PROMPTS.get(decision.reason, Prompt.CALL_FAILED), interruptible=False)
             return False
@@ -270,7 +272,7 @@ class CallbackFlow:
         b_caller_id = self.due.caller if self.account.show_a_to_b else self.due.service_number
         leg = await self._db(self.store.new_leg, self.due.session_id, LegRole.B, self.b_sequence, number,
                              b_caller_id)  # fmt: skip
-        reservation = await self._db(self.store.reserve, leg, now)
+        reservation = await self.links.credit.reserve(leg)
         if not reservation.allowed:
             await self.say(REFUSAL_PROMPTS.get(reservation.reason, Prompt.CALL_FAILED))
             await self._db(self.store.leg_event, leg, LegStatus.FAILED, utcnow(), None, reservation.reason.value)
@@ -287,7 +289,7 @@ class CallbackFlow:
             code = event.get("code") or 500
             status = failure_status(code)
             await self._db(self.store.leg_event, leg, status, utcnow(), code)
-            await self._db(self.store.settle, leg, utcnow())
+            await self.links.credit.settle(leg)
             self.b_leg = None
             await self.say(FAILURE_PROMPTS.get(status, Prompt.CALL_FAILED))
             return False
@@ -379,7 +381,7 @@ class CallbackFlow:
         self._untrack_credit(leg)
         await self._db(self.store.leg_event, leg, LegStatus.ENDED, utcnow())
         await self._db(self.store.leg_hung_up, leg, by, cause)
-        await self._db(self.store.settle, leg, utcnow())
+        await self.links.credit.settle(leg)
         self.b_leg = None
         await self.media.b_ended()
 
@@ -392,7 +394,7 @@ class CallbackFlow:
         for leg in self.legs():
             self.links.kamailio.send({"type": "hangup", "leg": leg})
             await self._db(self.store.leg_event, leg, LegStatus.ENDED, now)
-            await self._db(self.store.settle, leg, now)
+            await self.links.credit.settle(leg)
         with contextlib.suppress(Exception):
             await self.media.delete()
         if state is State.FAILED and self.due.access and self.due.attempts <= self.due.access.retry_attempts:

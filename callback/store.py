@@ -6,6 +6,7 @@ Blocking SQLAlchemy calls; the asyncio controller runs them in worker threads (`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -28,6 +29,7 @@ from boomerang.store.models import (
     LegEvent,
     LegRole,
     LegStatus,
+    Reservation,
 )
 from boomerang.store.types import utcnow
 from rating import cdrs, credit
@@ -38,6 +40,24 @@ from rating.tariff_cache import TariffCache
 REQUESTED = "requested"
 FINAL_STATES = ("ended", "failed")
 FINAL_LEG_STATUSES = (LegStatus.BUSY, LegStatus.NO_ANSWER, LegStatus.FAILED, LegStatus.CANCELLED, LegStatus.ENDED)
+
+
+def _each_or_alone(together: Callable[[list[str]], list], keys: list[str]) -> list:
+    """The results of `together(keys)` (one transaction for all); if that fails, of each key in a
+    transaction of its own, with the Exception in place of the result of a key that failed, so that
+    one bad request in a batch fails only itself."""
+    try:
+        return together(keys)
+    except Exception as error:
+        if len(keys) == 1:
+            return [error]
+    results = []
+    for key in keys:
+        try:
+            results.extend(together([key]))
+        except Exception as error:
+            results.append(error)
+    return results
 
 
 @dataclass(frozen=True)
@@ -337,9 +357,14 @@ class CallbackStore:
         with transaction(self._reads) as session:
             return credit.authorize(session, self.tariffs, account_id, number, now=now, call_id=session_id)
 
-    def reserve(self, leg_id: str, now: datetime) -> Decision:
-        with transaction(self._writes) as session:
-            return credit.reserve(session, self.tariffs, leg_id, now=now)
+    def reserve_many(self, leg_ids: list[str], now: datetime) -> list[Decision | Exception]:
+        """`reserve` for the legs of many calls in one transaction; see `_each_or_alone`."""
+
+        def together(legs: list[str]) -> list[Decision]:
+            with transaction(self._writes) as session:
+                return credit.reserve_many(session, self.tariffs, legs, now=now)
+
+        return _each_or_alone(together, leg_ids)
 
     def extend(self, leg_ids: list[str], now: datetime) -> list[Grant]:
         with transaction(self._writes) as session:
@@ -347,11 +372,27 @@ class CallbackStore:
 
     def settle(self, leg_id: str, now: datetime) -> None:
         """Rate an ended leg and charge it, or release an unanswered leg's reservation; idempotent."""
-        with transaction(self._writes) as session:
-            leg = session.get(CallLeg, leg_id)
-            owner = session.get(CallbackSession, leg.session_id).account_id if leg else None
-            if leg is None or owner is None:
-                return  # nobody to bill: a caller who never authorized
-            if credit.reservation_of(session, leg_id) is None and leg.answered_at is None:
-                return
-            cdrs.settle(session, leg_id, now=now, cache=self.tariffs)
+        [outcome] = self.settle_many([leg_id], now)
+        if isinstance(outcome, Exception):
+            raise outcome
+
+    def settle_many(self, leg_ids: list[str], now: datetime) -> list[None | Exception]:
+        """`settle` for the legs of many calls in one transaction; see `_each_or_alone`."""
+
+        def together(legs: list[str]) -> list[None]:
+            with transaction(self._writes) as session:
+                billable = [
+                    leg_id
+                    for leg_id, owner, answered_at, reservation_id in session.execute(
+                        select(CallLeg.id, CallbackSession.account_id, CallLeg.answered_at, Reservation.id)
+                        .join(CallbackSession, CallbackSession.id == CallLeg.session_id)
+                        .outerjoin(Reservation, Reservation.leg_id == CallLeg.id)
+                        .where(CallLeg.id.in_(legs))
+                    )
+                    # Nobody to bill (a caller who never authorized), or nothing to bill or release.
+                    if owner is not None and (answered_at is not None or reservation_id is not None)
+                ]
+                cdrs.settle_many(session, billable, now=now, cache=self.tariffs)
+                return [None] * len(legs)
+
+        return _each_or_alone(together, leg_ids)
