@@ -8,6 +8,7 @@ is Decimal or integer micro-units throughout; only timings are floats.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import random
@@ -15,7 +16,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -24,6 +25,7 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from boomerang.settings import load as load_settings
 from boomerang.store import make_engine, migrate
 from boomerang.store.models import (
     Account,
@@ -39,6 +41,8 @@ from boomerang.store.models import (
     Tariff,
 )
 from boomerang.store.types import from_micro_units, to_micro_units
+from callback.credit_desk import CreditDesk
+from callback.store import CallbackStore
 from rating import cdrs, credit
 from rating.decisions import RunningLeg, decide
 from rating.pricing import Leg, Price, max_duration
@@ -352,6 +356,65 @@ def cycle_figures(name: str, url: str, tariff_id: int, calls: list[str], process
     print(line)
 
 
+DESK_ACCOUNTS = 20  # the calls belong to this many customers
+DESK_CALLS = (1, 10, 50, 200)  # calls in progress at once (the controller carries 200 callbacks)
+DESK_CYCLES_MAX, DESK_SECONDS = 8_000, 4.0
+
+
+def desk_figures(name: str, url: str, tariff_id: int, calls: list[str], directory: str) -> None:
+    """Reserve+settle as the call controller does it: each call reserves through its credit desk,
+    which gathers the requests of all calls in progress into shared transactions, then settles."""
+    settings = load_settings({"BOOMERANG_DATABASE_URL": url, "BOOMERANG_PATHS_VAR_DIR": f"{directory}/var"})
+    engine = make_engine(url)
+    accounts = new_accounts(engine, tariff_id, DESK_ACCOUNTS)
+
+    def new_calls() -> Iterator[str]:
+        numbers = calls[:DESK_CYCLES_MAX]
+        per_account = [new_legs(engine, account, numbers[i::DESK_ACCOUNTS], True) for i, account in enumerate(accounts)]
+        return iter([leg for turn in zip(*per_account, strict=False) for leg in turn])  # the customers interleaved
+
+    store = CallbackStore(settings)
+    with store.writing() as session:
+        store.tariffs.get(session, tariff_id)  # the controller loads its tariffs once, not per call
+    batches: list[int] = []
+    reserve_many = store.reserve_many
+    store.reserve_many = lambda legs, now: batches.append(len(legs)) or reserve_many(legs, now)
+
+    async def in_progress(at_once: int, unused: Iterator[str]) -> tuple[int, float]:
+        desk = CreditDesk(store)
+        start = time.perf_counter()
+        done = 0
+
+        async def call() -> None:
+            nonlocal done
+            for leg_id in unused:
+                decision = await desk.reserve(leg_id)
+                assert decision.allowed, decision
+                await desk.settle(leg_id)
+                done += 1
+                if time.perf_counter() - start > DESK_SECONDS:
+                    return
+
+        await asyncio.gather(*(call() for _ in range(at_once)))
+        return done, time.perf_counter() - start
+
+    try:
+        for at_once in DESK_CALLS:
+            batches.clear()
+            unused = new_calls()
+            cpu, server_before = time.process_time(), server_cpu_seconds() if name == "MariaDB" else None
+            done, elapsed = asyncio.run(in_progress(at_once, unused))
+            line = f"reserve+settle on {name} through the controller's credit desk, {at_once} calls at once: "
+            line += f"{done / elapsed:,.0f} cycles/s (mean reserve batch {sum(batches) / len(batches):.1f} legs)"
+            line += f"; client CPU {(time.process_time() - cpu) / done * 1000:.2f} ms/cycle"
+            if server_before is not None:
+                line += f", MariaDB server CPU {(server_cpu_seconds() - server_before) / done * 1000:.2f} ms/cycle"
+            print(line)
+    finally:
+        store.close()
+        engine.dispose()
+
+
 def cdr_figures(name: str, url: str, tariff_id: int, calls: list[str]) -> None:
     """Settling finished legs that hold no reservation: rate lookup, CDR and charge, one transaction each."""
     engine = make_engine(url)
@@ -396,6 +459,8 @@ def main(context) -> None:
             for processes in (1, 2, 4):
                 cycle_figures("MariaDB", mariadb_url, tariff_id["mariadb"], routable, processes, shared=False)
             cycle_figures("MariaDB", mariadb_url, tariff_id["mariadb"], routable, 4, shared=True)
+            desk_figures("SQLite", sqlite_url, tariff_id["sqlite"], routable, directory)
+            desk_figures("MariaDB", mariadb_url, tariff_id["mariadb"], routable, directory)
             cdr_figures("SQLite", sqlite_url, tariff_id["sqlite"], routable)
             cdr_figures("MariaDB", mariadb_url, tariff_id["mariadb"], routable)
         finally:

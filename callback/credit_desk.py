@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from boomerang.store.types import utcnow
 from callback.store import CallbackStore
@@ -22,7 +23,7 @@ MOST_PER_BATCH = 100  # legs in one transaction: keeps its locks and its stateme
 
 
 class Batcher:
-    """Runs `run_batch` (blocking, in a worker thread) on the keys submitted while it was busy.
+    """Runs `run_batch` (blocking, on a thread of its own) on the keys submitted while it was busy.
 
     `run_batch(keys)` returns one result per key, an Exception for a key that failed.
     """
@@ -30,6 +31,7 @@ class Batcher:
     def __init__(self, run_batch: Callable[[list[str]], Sequence[object]], most: int = MOST_PER_BATCH) -> None:
         self._run_batch = run_batch
         self._most = most
+        self._thread = ThreadPoolExecutor(max_workers=1)  # batches run one after another, in order
         self._waiting: list[tuple[str, asyncio.Future]] = []
         self._draining = False
 
@@ -50,7 +52,8 @@ class Batcher:
             while self._waiting:
                 batch, self._waiting = self._waiting[: self._most], self._waiting[self._most :]
                 try:
-                    results = await asyncio.to_thread(self._run_batch, [key for key, _ in batch])
+                    keys = [key for key, _ in batch]
+                    results = await asyncio.get_running_loop().run_in_executor(self._thread, self._run_batch, keys)
                 except Exception as error:  # the store reports failures per key; this is a bug
                     results = [error] * len(batch)
                 for (_, future), result in zip(batch, results, strict=True):

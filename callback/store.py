@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from boomerang import security
 from boomerang.settings import Settings
-from boomerang.store import make_engine, read_only_factory, session_factory, transaction
+from boomerang.store import Lane, make_engine, read_only_factory, session_factory, transaction
 from boomerang.store.models import (
     AccessNumber,
     Account,
@@ -29,7 +29,6 @@ from boomerang.store.models import (
     LegEvent,
     LegRole,
     LegStatus,
-    Reservation,
 )
 from boomerang.store.types import utcnow
 from rating import cdrs, credit
@@ -119,10 +118,15 @@ class CallbackStore:
         self.engine = make_engine(settings.database_url)
         self._writes = session_factory(self.engine)
         self._reads = read_only_factory(self.engine)
+        # Reservations and settlements of the credit desk: each a stream of short transactions.
+        self._reserving = Lane(self.engine)
+        self._settling = Lane(self.engine)
         self.tariffs = TariffCache()
         self._secret = settings.secret_key()
 
     def close(self) -> None:
+        self._reserving.close()
+        self._settling.close()
         self.engine.dispose()
 
     def writing(self):
@@ -358,10 +362,11 @@ class CallbackStore:
             return credit.authorize(session, self.tariffs, account_id, number, now=now, call_id=session_id)
 
     def reserve_many(self, leg_ids: list[str], now: datetime) -> list[Decision | Exception]:
-        """`reserve` for the legs of many calls in one transaction; see `_each_or_alone`."""
+        """`reserve` for the legs of many calls in one transaction; see `_each_or_alone`.
+        For the credit desk's reserving thread only."""
 
         def together(legs: list[str]) -> list[Decision]:
-            with transaction(self._writes) as session:
+            with self._reserving.transaction() as session:
                 return credit.reserve_many(session, self.tariffs, legs, now=now)
 
         return _each_or_alone(together, leg_ids)
@@ -371,28 +376,18 @@ class CallbackStore:
             return credit.extend(session, leg_ids, now=now)
 
     def settle(self, leg_id: str, now: datetime) -> None:
-        """Rate an ended leg and charge it, or release an unanswered leg's reservation; idempotent."""
-        [outcome] = self.settle_many([leg_id], now)
-        if isinstance(outcome, Exception):
-            raise outcome
+        """Rate an ended leg and charge it, or release an unanswered leg's reservation; idempotent.
+        A leg of nobody (a caller who never identified) has nothing to bill."""
+        with transaction(self._writes) as session:
+            cdrs.settle_many(session, [leg_id], now=now, cache=self.tariffs, skip_unowned=True)
 
     def settle_many(self, leg_ids: list[str], now: datetime) -> list[None | Exception]:
-        """`settle` for the legs of many calls in one transaction; see `_each_or_alone`."""
+        """`settle` for the legs of many calls in one transaction; see `_each_or_alone`.
+        For the credit desk's settling thread only."""
 
         def together(legs: list[str]) -> list[None]:
-            with transaction(self._writes) as session:
-                billable = [
-                    leg_id
-                    for leg_id, owner, answered_at, reservation_id in session.execute(
-                        select(CallLeg.id, CallbackSession.account_id, CallLeg.answered_at, Reservation.id)
-                        .join(CallbackSession, CallbackSession.id == CallLeg.session_id)
-                        .outerjoin(Reservation, Reservation.leg_id == CallLeg.id)
-                        .where(CallLeg.id.in_(legs))
-                    )
-                    # Nobody to bill (a caller who never authorized), or nothing to bill or release.
-                    if owner is not None and (answered_at is not None or reservation_id is not None)
-                ]
-                cdrs.settle_many(session, billable, now=now, cache=self.tariffs)
+            with self._settling.transaction() as session:
+                cdrs.settle_many(session, legs, now=now, cache=self.tariffs, skip_unowned=True)
                 return [None] * len(legs)
 
         return _each_or_alone(together, leg_ids)

@@ -86,23 +86,32 @@ def settle_many(
     now: datetime,
     cache: TariffCache | None = None,
     times: Mapping[str, tuple[datetime | None, datetime | None]] | None = None,
+    skip_unowned: bool = False,
 ) -> list[Cdr | None]:
     """`settle` for several legs in the caller's transaction, one result per leg, in order.
 
     The legs' accounts are locked together (in id order); the CDRs are written in one statement,
     their charges in another, each account's balance once: a handful of statements for the
     batch. `times` overrides a leg's (answered_at, ended_at) where a value is given.
+    `skip_unowned`: a leg of no account (a caller who never identified) gets None instead of an error.
     """
     wanted = list(dict.fromkeys(leg_ids))
     if not wanted:
         return []
     times = times or {}
     legs = {row.leg_id: row for row in queries.run(session, queries.LEGS, {"legs": wanted})}
+    results: dict[str, Cdr | None] = {}
     for leg_id in wanted:
         if leg_id not in legs:
             raise RatingError(f"no leg {leg_id}")
         if legs[leg_id].account_id is None:
-            raise RatingError(f"leg {leg_id} belongs to no account")
+            if not skip_unowned:
+                raise RatingError(f"leg {leg_id} belongs to no account")
+            results[leg_id] = None
+            del legs[leg_id]
+    wanted = [leg_id for leg_id in wanted if leg_id in legs]
+    if not wanted:
+        return [results[leg_id] for leg_id in leg_ids]
     owners = sorted({leg.account_id for leg in legs.values()})
     accounts: dict[int, LockedAccount] = {}
     reservations: dict[str, Row] = {}
@@ -119,10 +128,9 @@ def settle_many(
         for leg_id in wanted
         if leg_id not in reservations or reservations[leg_id].state is ReservationState.SETTLED
     ]
-    results: dict[str, Cdr | None] = {}
     if maybe_rated:
         query = select(Cdr).where(Cdr.leg_id.in_(maybe_rated)).execution_options(populate_existing=True)
-        results = {cdr.leg_id: cdr for cdr in session.execute(query).scalars()}
+        results |= {cdr.leg_id: cdr for cdr in session.execute(query).scalars()}
 
     new_cdrs: list[dict] = []
     charges: list[ledger.NewEntry] = []

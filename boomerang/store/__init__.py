@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -56,3 +56,34 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work is committed on success and rolled back on any exception."""
     with factory() as session, session.begin():
         yield session
+
+
+class Lane:
+    """Transactions run one after another on one connection kept between them.
+
+    A connection from the pool is pinged when it is taken and rolled back when it is given back:
+    two round trips more per transaction, as many as the short transactions of the rating engine
+    make themselves. A lane keeps its connection; after an error that lost it (the database
+    restarted), the next transaction takes a new one. One thread at a time: the call controller's
+    credit desk runs each lane on a thread of its own.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        try:
+            with Session(bind=self._connection, expire_on_commit=False) as session, session.begin():
+                yield session
+        except Exception:
+            self.close()  # cheap to replace; and a connection in an unknown state is not kept
+            raise
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
