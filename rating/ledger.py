@@ -183,8 +183,7 @@ def append_all(session: Session, new_entries: Sequence[NewEntry]) -> None:
         )
     queries.run(session, queries.INSERT_LEDGER_ENTRY, rows)
     accounts = {new.account.id: new.account for new in new_entries}
-    balances = [{"account_id": account.id, "new_balance": account.balance} for account in accounts.values()]
-    queries.run(session, queries.SET_BALANCE, balances if len(balances) > 1 else balances[0])
+    queries.run(session, *queries.set_balances({account.id: account.balance for account in accounts.values()}))
     for account_id in accounts:
         held = session.identity_map.get(session.identity_key(Account, account_id))
         if held is not None:  # an Account the caller loaded: its balance is out of date now

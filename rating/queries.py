@@ -9,7 +9,9 @@ first, and the ledger expires an Account object the session may hold when it cha
 
 from __future__ import annotations
 
-from sqlalchemy import Result, bindparam, insert, or_, select, update
+from decimal import Decimal
+
+from sqlalchemy import Result, bindparam, case, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
@@ -77,6 +79,18 @@ SET_BALANCE = (
     update(Account.__table__).where(Account.id == bindparam("account_id")).values(balance=bindparam("new_balance"))
 )
 INSERT_LEDGER_ENTRY = insert(LedgerEntry.__table__)
+
+
+def set_balances(new_balances: dict[int, Decimal]) -> tuple[Executable, dict]:
+    """One UPDATE giving each account (by id) its new balance, with its parameters."""
+    if len(new_balances) == 1:
+        [(account_id, balance)] = new_balances.items()
+        return SET_BALANCE, {"account_id": account_id, "new_balance": balance}
+    money = Account.__table__.c.balance.type
+    balance = case(*[(Account.id == account_id, literal(value, money)) for account_id, value in new_balances.items()])
+    statement = update(Account.__table__).where(Account.id.in_(list(new_balances))).values(balance=balance)
+    return statement, {}
+
 
 # What a reservation was made at: fixed when it is made, never changed afterwards.
 RESERVATION_TERMS = (

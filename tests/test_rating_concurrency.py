@@ -163,3 +163,72 @@ def test_a_leg_settled_by_several_workers_at_once_is_charged_once(database_url):
             assert balance(session, account_id) == Decimal("9.57") == ledger_sum(session, account_id)  # 0.01 + 0.42
     finally:
         engine.dispose()
+
+
+def test_batches_over_several_accounts_never_overdraw_or_deadlock(database_url):
+    """Workers reserve and settle batches that mix the legs of three accounts in random orders, as
+    controllers gather their calls: the accounts are locked in id order, so no batch waits on another
+    in a cycle, and none of the accounts goes below its credit limit."""
+    workers, rounds = (8, 8) if database_url.startswith("sqlite") else (16, 8)
+    migrate.upgrade(database_url)
+    engine = make_engine(database_url)
+    factory = session_factory(engine)
+    with transaction(factory) as session:
+        make_tariff(session, "retail", RATES)
+        accounts = [
+            make_account(session, f"a{n}", tariff="retail", balance="3.00", credit_limit="0.50", max_calls=1000)
+            for n in range(3)
+        ]
+    start = threading.Barrier(workers)
+    errors: list[BaseException] = []
+    refused = []
+
+    def work(seed: int) -> None:
+        own = make_engine(database_url)
+        sessions = session_factory(own)
+        cache = TariffCache()
+        chance = random.Random(seed)
+        try:
+            start.wait()
+            for _ in range(rounds):
+                now = datetime.now(UTC)
+                legs = []
+                for owner in chance.sample(accounts * 2, 6):
+                    with transaction(sessions) as session:  # each call created on its own, as callers do
+                        legs.append(new_leg(session, new_call(session, owner), UK_MOBILE))
+                with transaction(sessions) as session:
+                    decisions = credit.reserve_many(session, cache, legs, now=now, seconds=CHUNK_SECONDS)
+                refused.extend(leg for leg, decision in zip(legs, decisions, strict=True) if not decision.allowed)
+                times = {
+                    decision.grant.leg_id: (
+                        now,
+                        now + timedelta(seconds=chance.randint(0, decision.grant.granted_seconds)),
+                    )
+                    for decision in decisions
+                    if decision.allowed
+                }
+                chance.shuffle(legs)
+                with transaction(sessions) as session:
+                    cdrs.settle_many(session, legs, now=now, times=times)
+        except BaseException as exc:  # reported below: a thread's exception would be lost
+            errors.append(exc)
+            start.abort()
+        finally:
+            own.dispose()
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        assert refused, "no reservation was refused: the test did not compete"
+        with transaction(factory) as session:
+            for account_id in accounts:
+                final = balance(session, account_id)
+                assert final >= Decimal("-0.50")
+                assert ledger_sum(session, account_id) == final == Decimal("3.00") - cdr_cost_sum(session, account_id)
+                assert active_reservations(session, account_id) == 0
+    finally:
+        engine.dispose()
