@@ -1,4 +1,5 @@
-"""The SQL of the rating engine's hot paths, built once at import.
+"""The SQL of the rating engine's hot paths, built once at import (except the balance update of
+several accounts, `set_balances`, whose shape depends on how many).
 
 Building a SQLAlchemy statement costs several times more than executing a prebuilt one (which
 SQLAlchemy compiles once and caches), and reserve, extend and settle run for every call. They are
