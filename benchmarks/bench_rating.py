@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import queue
 import random
 import subprocess
 import tempfile
@@ -338,7 +339,13 @@ def cycle_figures(name: str, url: str, tariff_id: int, calls: list[str], process
         worker.start()
     start.wait()
     server_before = server_cpu_seconds() if name == "MariaDB" else None
-    outcomes = [results.get() for _ in workers]
+    outcomes = []
+    while len(outcomes) < len(workers):
+        try:
+            outcomes.append(results.get(timeout=1))
+        except queue.Empty:  # a worker that died puts nothing: do not wait for it for ever
+            if any(worker.exitcode for worker in workers):
+                raise RuntimeError("a cycle worker failed") from None
     for worker in workers:
         worker.join()
     if any(worker.exitcode for worker in workers):
