@@ -34,13 +34,14 @@ class Batcher:
         self._thread = ThreadPoolExecutor(max_workers=1)  # batches run one after another, in order
         self._waiting: list[tuple[str, asyncio.Future]] = []
         self._draining = False
+        self._drainer: asyncio.Task | None = None  # referenced, so that it is not collected mid-batch
 
     async def submit(self, key: str) -> object:
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((key, future))
         if not self._draining:
             self._draining = True
-            asyncio.ensure_future(self._drain())
+            self._drainer = asyncio.ensure_future(self._drain())
         # A caller that is cancelled stops waiting; its request still runs (money is settled anyway).
         result = await asyncio.shield(future)
         if isinstance(result, Exception):
