@@ -33,14 +33,12 @@ class Batcher:
         self._most = most
         self._thread = ThreadPoolExecutor(max_workers=1)  # batches run one after another, in order
         self._waiting: list[tuple[str, asyncio.Future]] = []
-        self._draining = False
         self._drainer: asyncio.Task | None = None  # referenced, so that it is not collected mid-batch
 
     async def submit(self, key: str) -> object:
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((key, future))
-        if not self._draining:
-            self._draining = True
+        if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.ensure_future(self._drain())
         # A caller that is cancelled stops waiting; its request still runs (money is settled anyway).
         result = await asyncio.shield(future)
@@ -49,19 +47,16 @@ class Batcher:
         return result
 
     async def _drain(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting[: self._most], self._waiting[self._most :]
-                try:
-                    keys = [key for key, _ in batch]
-                    results = await asyncio.get_running_loop().run_in_executor(self._thread, self._run_batch, keys)
-                except Exception as error:  # the store reports failures per key; this is a bug
-                    results = [error] * len(batch)
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-        finally:
-            self._draining = False
+        while self._waiting:
+            batch, self._waiting = self._waiting[: self._most], self._waiting[self._most :]
+            try:
+                keys = [key for key, _ in batch]
+                results = await asyncio.get_running_loop().run_in_executor(self._thread, self._run_batch, keys)
+            except Exception as error:  # the store reports failures per key; this is a bug
+                results = [error] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
 
 
 class CreditDesk:
