@@ -410,11 +410,9 @@ class Gateways:
         self.db = db
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        page = pagination.requested_page(req)
         with self.db.read() as session:
-            found, total = pagination.fetch(session, select(Gateway).order_by(Gateway.priority, Gateway.name), page)
-            items = [representations.gateway(gateway) for gateway in found]
-        resp.media = pagination.envelope(req, page, items, total)
+            query = select(Gateway).order_by(Gateway.priority, Gateway.name)
+            resp.media = pagination.listed(req, session, query, representations.gateway)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = Body.json(req)
@@ -480,11 +478,9 @@ class AccessNumbers:
         self.db = db
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        page = pagination.requested_page(req)
         with self.db.read() as session:
-            found, total = pagination.fetch(session, select(AccessNumber).order_by(AccessNumber.number), page)
-            items = [representations.access_number(record) for record in found]
-        resp.media = pagination.envelope(req, page, items, total)
+            query = select(AccessNumber).order_by(AccessNumber.number)
+            resp.media = pagination.listed(req, session, query, representations.access_number)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = Body.json(req)

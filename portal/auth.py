@@ -448,12 +448,9 @@ class TokensResource:
         self.clock = clock
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        page = pagination.requested_page(req)
         query = select(ApiToken).where(ApiToken.account_id == req.context.principal.account_id)
         with self.db.read() as session:
-            tokens, total = pagination.fetch(session, query.order_by(ApiToken.id), page)
-            items = [representations.api_token(token) for token in tokens]
-        resp.media = pagination.envelope(req, page, items, total)
+            resp.media = pagination.listed(req, session, query.order_by(ApiToken.id), representations.api_token)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = Body.json(req)

@@ -118,12 +118,10 @@ class CallerIds:
         self.db = db
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        page = pagination.requested_page(req)
         query = select(AuthorizedCallerId).where(AuthorizedCallerId.account_id == req.context.principal.account_id)
+        query = query.order_by(AuthorizedCallerId.number)
         with self.db.read() as session:
-            found, total = pagination.fetch(session, query.order_by(AuthorizedCallerId.number), page)
-            items = [representations.caller_id(record) for record in found]
-        resp.media = pagination.envelope(req, page, items, total)
+            resp.media = pagination.listed(req, session, query, representations.caller_id)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = Body.json(req)
@@ -226,12 +224,10 @@ class Ledger:
         self.db = db
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        page = pagination.requested_page(req)
         query = select(LedgerEntry).where(LedgerEntry.account_id == req.context.principal.account_id)
+        query = query.order_by(LedgerEntry.id.desc())
         with self.db.read() as session:
-            entries, total = pagination.fetch(session, query.order_by(LedgerEntry.id.desc()), page)
-            items = [representations.ledger_entry(entry) for entry in entries]
-        resp.media = pagination.envelope(req, page, items, total)
+            resp.media = pagination.listed(req, session, query, representations.ledger_entry)
 
 
 @falcon.before(signed_in)

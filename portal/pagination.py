@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import falcon
 from sqlalchemy import Select, func, select
@@ -34,6 +36,13 @@ def fetch(session: Session, query: Select, page: Page) -> tuple[list, int]:
     result = session.execute(query.limit(page.size).offset(page.offset))
     rows = list(result.scalars()) if len(query.column_descriptions) == 1 else list(result)
     return rows, total
+
+
+def listed(req: falcon.Request, session: Session, query: Select, represent: Callable[[Any], dict]) -> dict:
+    """The requested page of the query, each row as `represent` shows it, in its envelope."""
+    page = requested_page(req)
+    rows, total = fetch(session, query, page)
+    return envelope(req, page, [represent(row) for row in rows], total)
 
 
 def envelope(req: falcon.Request, page: Page, items: list, total: int) -> dict:
