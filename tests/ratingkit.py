@@ -25,6 +25,9 @@ from boomerang.store.models import (
 T0 = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
 UK_MOBILE = "447700900123"
 US = "14155550100"
+UK_LANDLINE = "442071234567"
+# The tariff of the leg calling the customer back, in the tests where it differs from leg B's.
+CALLBACK = "prefix,destination,price_per_minute\n44,United Kingdom (callback),0.02\n"
 
 
 def make_tariff(session: Session, name: str, csv: str, currency: str = "USD") -> int:

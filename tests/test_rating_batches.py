@@ -15,7 +15,9 @@ from rating import cdrs, credit
 from rating.credit import CreditError, Reason
 from rating.tariff_cache import TariffCache
 from tests.ratingkit import (
+    CALLBACK,
     T0,
+    UK_LANDLINE,
     UK_MOBILE,
     US,
     active_reservations,
@@ -33,8 +35,6 @@ RETAIL = (
     "447,United Kingdom mobile,0.20,0,60,60\n"
     "1,US and Canada,0.05,0.01,30,6\n"
 )
-CALLBACK = "prefix,destination,price_per_minute\n44,United Kingdom (callback),0.02\n"
-UK_LANDLINE = "442071234567"
 
 
 @pytest.fixture

@@ -18,7 +18,18 @@ from boomerang.store.models import CallLeg, Cdr, LedgerEntry, LedgerKind, LegRol
 from rating import cdrs, credit
 from rating.cdrs import RatingError
 from rating.tariff_cache import TariffCache, load_index
-from tests.ratingkit import T0, UK_MOBILE, US, balance, ledger_sum, make_account, make_tariff, new_call, new_leg
+from tests.ratingkit import (
+    CALLBACK,
+    T0,
+    UK_MOBILE,
+    US,
+    balance,
+    ledger_sum,
+    make_account,
+    make_tariff,
+    new_call,
+    new_leg,
+)
 
 RETAIL = (
     "prefix,destination,price_per_minute,connect_fee,initial_increment,subsequent_increment,grace_seconds,"
@@ -27,7 +38,6 @@ RETAIL = (
     "1,US and Canada,0.05,0.01,30,6,3,\n"
     "1,US and Canada,0.04,0.01,30,6,3,2027-02-01\n"
 )
-CALLBACK = "prefix,destination,price_per_minute\n44,United Kingdom (callback),0.02\n"
 
 
 @pytest.fixture

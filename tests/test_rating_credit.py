@@ -16,7 +16,9 @@ from rating.credit import CreditError, Reason
 from rating.tariff_cache import TariffCache
 from tests.conftest import mariadb_database
 from tests.ratingkit import (
+    CALLBACK,
     T0,
+    UK_LANDLINE,
     UK_MOBILE,
     US,
     active_reservations,
@@ -34,8 +36,6 @@ RETAIL = (
     "447,United Kingdom mobile,0.20,0,60,60\n"
     "1,US and Canada,0.05,0,30,6\n"
 )
-CALLBACK = "prefix,destination,price_per_minute\n44,United Kingdom (callback),0.02\n"
-UK_LANDLINE = "442071234567"
 FRANCE = "33612345678"
 
 
