@@ -35,9 +35,12 @@ from rating import ledger, queries
 from rating.credit import tariff_for
 from rating.ledger import LockedAccount
 from rating.prefix_index import PrefixIndex
+from rating.pricing import Price
 from rating.tariff_cache import TariffCache, load_index, price_of
 
 RATED_BY = "rating"
+NO_RATE = "no_rate"  # a CDR's unrated_reason: no rate in the account's tariff for the leg
+UNRATED_PRICE = Price(Decimal(0))
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 
@@ -188,16 +191,24 @@ def _rated(
         raise RatingError(f"leg {leg.leg_id} has not ended")
     if ended_at < answered_at:
         raise RatingError(f"leg {leg.leg_id} ends before it was answered")
+    duration = talk_seconds(answered_at, ended_at)
+    unrated_reason = None
     if reservation is not None:
         price, rate_id, destination = price_of(reservation), reservation.rate_id, reservation.destination
+        # A grant is a hard end: a leg cut a moment late is not billed past what was reserved for
+        # it, so the balance cannot go below its limit.
+        billable = min(duration, reservation.granted_seconds)
     else:
         tariff_id = tariff_for(account, leg.role)
         entry = _index(session, cache, tariff_id).lookup(leg.number, answered_at) if tariff_id else None
         if entry is None:
-            login = queries.run(session, queries.LOGIN, {"account_id": account.id}).scalar()
-            raise RatingError(f"no rate for +{leg.number} in the tariff of account {login}")
-        price, rate_id, destination = entry.price, entry.rate_id, entry.destination
-    duration = talk_seconds(answered_at, ended_at)
+            # Nothing rates it: recorded at no cost and marked, for the operator to look at,
+            # rather than an error that would leave the leg and its session unsettled.
+            price, rate_id, destination, unrated_reason = UNRATED_PRICE, None, "", NO_RATE
+            billable = 0
+        else:
+            price, rate_id, destination = entry.price, entry.rate_id, entry.destination
+            billable = duration
     return {
         "leg_id": leg.leg_id,
         "session_id": leg.session_id,
@@ -208,13 +219,14 @@ def _rated(
         "answer_time": answered_at,
         "end_time": ended_at,
         "duration_seconds": duration,
-        "billed_seconds": price.billed_seconds(duration),
+        "billed_seconds": price.billed_seconds(billable),
         "rate_id": rate_id,
         "price_per_minute": price.per_minute,
         "connect_fee": price.connect_fee,
-        "cost": price.cost(duration),
+        "cost": price.cost(billable),
         "currency": account.currency,
         "rated_at": now,
+        "unrated_reason": unrated_reason,
     }
 
 

@@ -24,7 +24,7 @@ reservation; a callback with both legs up is one call. `max_concurrent_calls` 0 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -34,15 +34,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from boomerang.store.models import AccountStatus, LegRole, ReservationState
-from boomerang.store.types import to_micro_units
+from boomerang.store.types import from_micro_units, to_micro_units
 from rating import ledger, queries
-from rating.decisions import Decision, Grant, Reason, RunningLeg, decide, refuse
+from rating.decisions import Decision, Grant, Reason, RunningLeg, Talking, common_end, decide, refuse
 from rating.ledger import LockedAccount
 from rating.prefix_index import RateEntry
 from rating.pricing import Leg, max_duration
 from rating.tariff_cache import TariffCache, price_of
 
-DEFAULT_CHUNK_SECONDS = 60  # talk time reserved at once, and added by each extension
+DEFAULT_CHUNK_SECONDS = 60  # talk time added by each extension
+FIRST_CHUNK_SECONDS = 30  # talk time reserved before a leg is placed (at least its first increment)
 DEFAULT_TTL_SECONDS = 180  # a reservation not extended for this long stops holding credit
 
 
@@ -112,10 +113,14 @@ def _assess(
     role: LegRole,
     call_id: str | None,
     now: datetime,
-    holding: Sequence[Row],
+    holding: Sequence[Row | _Held],
+    kept: int = 0,
 ) -> tuple[Decision, int]:
-    """The decision for a new leg, and the account's free credit in micro-units."""
-    free = to_micro_units(_credit(account, holding).free)
+    """The decision for a new leg, and the credit it may take, in micro-units: the account's free
+    credit, plus the standby its call holds for it, less `kept` (a standby the new leg is to hold)."""
+    same_call = {r.leg_id: r for r in holding if r.session_id == call_id}
+    standby = sum(to_micro_units(r.standby) for r in same_call.values())
+    free = to_micro_units(_credit(account, holding).free) + standby - kept
     if account.status is not AccountStatus.ACTIVE:
         return refuse(Reason.ACCOUNT_SUSPENDED), free
     ongoing = {r.session_id for r in holding}
@@ -123,14 +128,17 @@ def _assess(
         return refuse(Reason.TOO_MANY_CALLS), free
     tariff_id = tariff_for(account, role)
     rate = cache.get(session, tariff_id).lookup(number, now) if tariff_id is not None else None
-    same_call = {r.leg_id: r for r in holding if r.session_id == call_id}
     if not same_call:
         return decide(rate, free), free
     # Legs of this call already up (leg A when B is dialled) run alongside the new one.
     terms = queries.run(session, queries.RESERVATIONS_OF_LEGS, {"legs": list(same_call)}).all()
     talked = _elapsed(session, list(same_call), now)
     running = [
-        RunningLeg(Leg(price_of(r), talked.get(r.leg_id, 0)), to_micro_units(same_call[r.leg_id].amount)) for r in terms
+        RunningLeg(
+            Leg(price_of(r), talked.get(r.leg_id, 0)),
+            to_micro_units(same_call[r.leg_id].amount - same_call[r.leg_id].standby),
+        )
+        for r in terms
     ]
     return decide(rate, free, running), free
 
@@ -177,27 +185,49 @@ def reserve(
     leg_id: str,
     *,
     now: datetime,
-    seconds: int = DEFAULT_CHUNK_SECONDS,
+    seconds: int = FIRST_CHUNK_SECONDS,
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
+    standby: bool = False,
 ) -> Decision:
     """Authorize the leg (a CallLeg row, not yet placed) and reserve credit for its first chunk.
+
+    The first chunk is `seconds` of talk, and never less than the leg's first billed increment
+    (connect fee and minimum included): no leg is placed without the credit for its first
+    increment. Small first chunks let concurrent calls of one account share its credit fairly; the
+    call controller extends the reservation as the leg talks.
 
     The leg is priced at the rate in force now for its number, in the tariff of its role; the
     price is kept on the reservation, so the call keeps it. Refused legs get a Decision with a
     reason and reserve nothing. Reserving a leg that already holds an active reservation returns
     that reservation unchanged, so a retried request reserves once.
+
+    `standby`: for leg A of a callback whose destination is not known yet, also hold what the
+    first increment of the cheapest destination of the account's tariff costs, so that a caller
+    let in can reach a destination; leg B takes it over when it is reserved.
     """
-    [decision] = reserve_many(session, cache, [leg_id], now=now, seconds=seconds, ttl_seconds=ttl_seconds)
+    [decision] = reserve_many(
+        session, cache, [leg_id], now=now, seconds=seconds, ttl_seconds=ttl_seconds,
+        standby=[leg_id] if standby else (),
+    )  # fmt: skip
     return decision
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Held:
-    """A reservation made earlier in the same batch, as `_holding` rows show reservations."""
+    """An active, unexpired reservation of an account, as a batch sees it (including those the
+    batch made itself)."""
 
     leg_id: str
     session_id: str
     amount: Decimal
+    standby: Decimal = Decimal(0)
+    reservation_id: int | None = None  # None: made by this batch
+
+
+def _standby_micro(session: Session, cache: TariffCache, account: LockedAccount, now: datetime) -> int | None:
+    """What a callback of the account holds for its unknown destination; None if nothing is rated."""
+    tariff_id = tariff_for(account, LegRole.B)
+    return cache.get(session, tariff_id).cheapest_start(now) if tariff_id is not None else None
 
 
 def reserve_many(
@@ -206,10 +236,12 @@ def reserve_many(
     leg_ids: Sequence[str],
     *,
     now: datetime,
-    seconds: int = DEFAULT_CHUNK_SECONDS,
+    seconds: int = FIRST_CHUNK_SECONDS,
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
+    standby: Collection[str] = (),
 ) -> list[Decision]:
-    """`reserve` for several legs in the caller's transaction, one Decision per leg, in order.
+    """`reserve` for several legs in the caller's transaction, one Decision per leg, in order;
+    `standby` names the legs that also hold credit for their call's destination.
 
     The legs' accounts are locked together (in id order) and the legs decided one after the
     other, each seeing the credit and the calls the previous ones took: the same decisions as
@@ -230,41 +262,62 @@ def reserve_many(
     owners = sorted({leg.account_id for leg in legs.values()})
     locked = queries.run(session, queries.LOCK_ACCOUNTS, {"account_ids": owners})
     accounts = {row.id: LockedAccount(*row) for row in locked}
-    holding: dict[int, list] = {account_id: [] for account_id in owners}
+    holding: dict[int, list[_Held]] = {account_id: [] for account_id in owners}
     for row in queries.run(session, queries.HOLDING_OF_ACCOUNTS, {"account_ids": owners, "now": now}):
-        holding[row.account_id].append(row)
+        holding[row.account_id].append(_Held(row.leg_id, row.session_id, row.amount, row.standby, row.reservation_id))
 
     decisions: dict[str, Decision] = {}
     new_rows: list[dict] = []
     for leg_id in wanted:
         leg, account = legs[leg_id], accounts[legs[leg_id].account_id]
         held = holding[account.id]
-        if any(row.leg_id == leg_id for row in held):
+        if any(item.leg_id == leg_id for item in held):
             row = reservation_of(session, leg_id)
             decisions[leg_id] = Decision(True, row.granted_seconds, None, _rate_entry(session, row), _grant(row, 0))
             continue
         if leg.reservation_id is not None:  # it expired or was closed: it never holds credit again
             raise CreditError(f"leg {leg_id} already has a reservation: extend or settle it")
-        if any(isinstance(row, _Held) and row.session_id == leg.session_id for row in held):
+        if any(item.reservation_id is None and item.session_id == leg.session_id for item in held):
             # A leg of the same call reserved just now: `_assess` reads the terms of the call's
             # legs from the database, so write what this batch made so far first.
             _insert_reservations(session, new_rows)
             new_rows = []
-        decision, free = _assess(session, cache, account, leg.number, leg.role, leg.session_id, now, held)
+        kept = 0
+        if leg_id in standby:
+            kept = _standby_micro(session, cache, account, now)
+            if kept is None:  # nothing could be called: not worth calling the customer back
+                decisions[leg_id] = refuse(Reason.NO_RATE)
+                continue
+        decision, free = _assess(session, cache, account, leg.number, leg.role, leg.session_id, now, held, kept)
         decisions[leg_id] = decision
         if not decision.allowed:
             continue
         rate, price = decision.rate, decision.rate.price
-        granted = min(seconds, decision.max_seconds, max_duration((Leg(price),), free))
-        grant = Grant(leg_id, granted, granted, price.cost(granted), now + timedelta(seconds=ttl_seconds))
+        first = max(seconds, price.first_billed_seconds)
+        granted = min(first, decision.max_seconds, max_duration((Leg(price),), free))
+        amount = price.cost(granted) + from_micro_units(kept)
+        grant = Grant(leg_id, granted, granted, amount, now + timedelta(seconds=ttl_seconds))
         decisions[leg_id] = Decision(True, decision.max_seconds, None, rate, grant)
-        held.append(_Held(leg_id, leg.session_id, grant.amount))
-        new_rows.append(_reservation_row(account.id, leg.session_id, grant, rate, now))
+        for item in held:  # the standby the call's leg A held for this leg is this leg's now
+            if item.session_id == leg.session_id and item.standby:
+                _drop_standby(session, item, now)
+        held.append(_Held(leg_id, leg.session_id, amount, from_micro_units(kept)))
+        new_rows.append(_reservation_row(account.id, leg.session_id, grant, rate, now, held[-1].standby))
     _insert_reservations(session, new_rows)
     return [decisions[leg_id] for leg_id in leg_ids]
 
 
-def _reservation_row(account_id: int, session_id: str, grant: Grant, rate: RateEntry, now: datetime) -> dict:
+def _drop_standby(session: Session, item: _Held, now: datetime) -> None:
+    if item.reservation_id is None:
+        raise CreditError(f"leg {item.leg_id} and a leg of its call cannot be reserved in one batch with a standby")
+    queries.run(session, queries.DROP_STANDBY, {"reservation_id": item.reservation_id, "now": now})
+    item.amount -= item.standby
+    item.standby = Decimal(0)
+
+
+def _reservation_row(
+    account_id: int, session_id: str, grant: Grant, rate: RateEntry, now: datetime, standby: Decimal
+) -> dict:
     price = rate.price
     return {
         "account_id": account_id,
@@ -273,6 +326,7 @@ def _reservation_row(account_id: int, session_id: str, grant: Grant, rate: RateE
         "state": ReservationState.ACTIVE,
         "granted_seconds": grant.granted_seconds,
         "amount": grant.amount,
+        "standby": standby,
         "expires_at": grant.expires_at,
         "rate_id": rate.rate_id,
         "prefix": rate.prefix,
@@ -309,14 +363,18 @@ def extend(
     seconds: int = DEFAULT_CHUNK_SECONDS,
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
 ) -> list[Grant]:
-    """Add up to `seconds` of talk time to each of the legs, together, from free credit.
+    """Move the common end of the legs of one call up to `seconds` later, from free credit.
 
-    Legs running together (both legs of a callback) are extended by the same number of seconds:
-    the most, up to `seconds`, whose added cost for all of them fits the free credit. A grant with
-    `added_seconds` 0 could not be extended: cut that leg when its granted time is used up.
+    The legs of a call end together: the call's end is the earliest of its legs' (answer + granted
+    seconds), and extending moves it to the latest moment, at most `seconds` later, whose cost for
+    all the legs fits what they hold plus the free credit; each leg is then granted up to that
+    moment (a leg granted beyond it, such as leg A before leg B answered, gives the excess back).
+    A leg not answered yet counts as answering now. `added_seconds` is how far the end moved, the
+    same for every leg; 0: cut the call at its end.
+
     An expired reservation is extended only if its whole amount fits the free credit again; the
     legs of a suspended account are not extended. The expiry moves on from `now`, except for an
-    expired reservation that could not be revived.
+    expired reservation that could not be revived. A standby stays held.
     """
     wanted = list(dict.fromkeys(leg_ids))
     if not wanted:
@@ -335,23 +393,46 @@ def extend(
             raise CreditError(f"the reservation of leg {leg_id} is {ReservationState(row.state).value}")
     holding = [row for row in rows if row.expires_at > now]
     mine = [by_leg[leg_id] for leg_id in wanted]
-    # What these legs may spend in total: the free credit plus what they already hold (an expired
-    # reservation holds nothing any more).
+    prices = [price_of(found[row.leg_id]) for row in mine]
+    # What these legs may spend on talk in total: the free credit plus what they already hold (an
+    # expired reservation holds nothing any more), less the standby, which waits for leg B.
     budget = to_micro_units(_credit(account, holding).free)
     budget += sum(to_micro_units(row.amount) for row in mine if row.expires_at > now)
-    legs = [Leg(price_of(found[row.leg_id]), row.granted_seconds) for row in mine]
-    if sum(leg.price.cost_micro(leg.elapsed) for leg in legs) > budget:
+    budget -= sum(to_micro_units(row.standby) for row in mine)
+    if sum(price.cost_micro(row.granted_seconds) for row, price in zip(mine, prices, strict=True)) > budget:
         return [_grant(row, 0) for row in mine]  # expired, and its credit is gone meanwhile
-    added = max_duration(legs, budget, cap=seconds) if account.status is AccountStatus.ACTIVE else 0
+    answered = dict(queries.run(session, queries.ANSWER_TIMES, {"legs": wanted}).all())
+    starts = [answered.get(row.leg_id) or now for row in mine]
+    first = min(starts)
+    offsets = [int((start - first).total_seconds()) for start in starts]
+    talking = [
+        Talking(price, offset, row.granted_seconds) for price, offset, row in zip(prices, offsets, mine, strict=True)
+    ]
+    end = min(leg.offset + leg.granted for leg in talking)
+    if account.status is AccountStatus.ACTIVE:
+        reachable = common_end(talking, budget, latest=end + seconds)
+    else:
+        reachable = None
     expires_at = now + timedelta(seconds=ttl_seconds)
     grants = []
-    for row, leg in zip(mine, legs, strict=True):
-        granted = row.granted_seconds + added
-        grant = Grant(row.leg_id, granted, added, leg.price.cost(granted), expires_at)
+    for row, leg in zip(mine, talking, strict=True):
+        if reachable is not None and reachable > end:
+            granted, added = reachable - leg.offset, reachable - end
+        else:
+            granted, added = row.granted_seconds, 0
+        grant = Grant(row.leg_id, granted, added, leg.price.cost(granted) + row.standby, expires_at)
         changes = {"new_granted": granted, "new_amount": grant.amount, "new_expiry": expires_at, "now": now}
         queries.run(session, queries.EXTEND_RESERVATION, {"reservation_id": row.reservation_id, **changes})
         grants.append(grant)
     return grants
+
+
+def renew(session: Session, leg_ids: Sequence[str], *, now: datetime, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> bool:
+    """Keep the legs' reservations holding credit for `ttl_seconds` more, as they are (a call
+    reserved when it was asked for, placed later); False when one had expired and its credit
+    went to other calls meanwhile: the call cannot be placed."""
+    grants = extend(session, leg_ids, now=now, seconds=0, ttl_seconds=ttl_seconds)
+    return all(grant.expires_at > now for grant in grants)
 
 
 def close(session: Session, reservation_id: int, state: ReservationState, now: datetime) -> bool:

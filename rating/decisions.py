@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from rating.prefix_index import RateEntry
-from rating.pricing import MAX_LEG_SECONDS, Leg, max_duration
+from rating.pricing import MAX_LEG_SECONDS, Leg, Price, max_duration, total_cost_micro
 
 
 class Reason(enum.StrEnum):
@@ -93,3 +93,29 @@ def decide(
     if together <= price.grace_seconds:
         return refuse(Reason.INSUFFICIENT_CREDIT, rate)
     return Decision(True, together, None, rate)
+
+
+class Talking(NamedTuple):
+    """A leg of a call for `common_end`: its price, when it was answered (whole seconds after the
+    call's first answer) and the seconds it is granted from its answer."""
+
+    price: Price
+    offset: int
+    granted: int
+
+
+def common_end(legs: Sequence[Talking], budget_micro: int, latest: int) -> int | None:
+    """The latest moment, in whole seconds after the call's first answer and at most `latest`,
+    until which all the call's legs can run together for `budget_micro`; None when not even the
+    moment the last of them was answered fits.
+
+    The legs of a call end together: a leg's talk time is this moment less its own offset, so
+    each leg is granted up to the same end, however late it was answered. (Extending every leg by
+    the same seconds would not: a leg answered later, or half-way through a longer increment,
+    would run out first and cut the call while the others still hold credit.)
+    """
+    start = max(leg.offset for leg in legs)
+    timed = [Leg(leg.price, start - leg.offset) for leg in legs]
+    if total_cost_micro(timed, 0) > budget_micro:
+        return None
+    return start + max_duration(timed, budget_micro, cap=max(latest - start, 0))

@@ -51,9 +51,45 @@ class PrefixIndex:
         # For a number of n digits, the prefix lengths worth probing, longest first.
         self._lengths_for = [[length for length in lengths if length <= size] for size in range(MAX_DIGITS + 1)]
         self.size = sum(len(found) for found in versions.values())
+        # What the cheapest call start costs, for `cheapest_start`: computed on first use, valid until
+        # the next moment a rate takes effect.
+        self._changes = sorted({entry.effective_from for found in versions.values() for entry in found})
+        self._cheapest: tuple[datetime, datetime | None, int] | None = None
 
     def __len__(self) -> int:
         return self.size
+
+    def in_force(self, at: datetime) -> list[RateEntry]:
+        """Every prefix's rate in force at `at`."""
+        found = []
+        for versions in self._by_prefix.values():
+            if versions.__class__ is RateEntry:
+                if versions.effective_from <= at:
+                    found.append(versions)
+                continue
+            starts, entries = versions
+            position = bisect_right(starts, at)
+            if position:
+                found.append(entries[position - 1])
+        return found
+
+    def cheapest_start(self, at: datetime) -> int | None:
+        """What the first billed increment (connect fee included) of the cheapest destination that
+        is not free costs at `at`, in micro-units; None when the tariff rates nothing then. A
+        callback whose destination is not known yet holds this much for it."""
+        cached = self._cheapest
+        if cached is not None and cached[0] <= at and (cached[1] is None or at < cached[1]):
+            return cached[2]
+        costs = [entry.price.cost_micro(entry.price.first_billed_seconds) for entry in self.in_force(at)]
+        if not costs:
+            return None
+        paid = [cost for cost in costs if cost > 0]
+        cheapest = min(paid) if paid else 0
+        position = bisect_right(self._changes, at)
+        since = self._changes[position - 1]
+        until = self._changes[position] if position < len(self._changes) else None
+        self._cheapest = (since, until, cheapest)
+        return cheapest
 
     def lookup(self, number: str, at: datetime) -> RateEntry | None:
         """The rate for `number` (E.164 digits) in force at `at`, or None."""

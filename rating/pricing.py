@@ -89,6 +89,11 @@ class Price:
         subsequent = self.subsequent_increment
         return initial + -(-(seconds - initial) // subsequent) * subsequent
 
+    @property
+    def first_billed_seconds(self) -> int:
+        """The seconds billed for the shortest leg that is not free: its first increment (and minimum)."""
+        return self.billed_seconds(self.grace_seconds + 1)
+
     def cost_micro(self, duration: int) -> int:
         """The cost of a leg of `duration` seconds, in micro-units."""
         billed = self.billed_seconds(duration)

@@ -117,17 +117,23 @@ RESERVATION_STATE = (
     Reservation.state,
     Reservation.granted_seconds,
     Reservation.amount,
+    Reservation.standby,
     Reservation.expires_at,
 )
 RESERVATION_COLUMNS = RESERVATION_STATE + RESERVATION_TERMS
 
 _active = (Reservation.account_id == bindparam("account_id")) & (Reservation.state == ReservationState.ACTIVE)
 # The account's reservations holding credit at `now`: what they hold, for which leg and call.
-HOLDING = select(Reservation.leg_id, Reservation.session_id, Reservation.amount).where(
+HOLDING = select(Reservation.leg_id, Reservation.session_id, Reservation.amount, Reservation.standby).where(
     _active, Reservation.expires_at > bindparam("now")
 )
 HOLDING_OF_ACCOUNTS = select(
-    Reservation.account_id, Reservation.leg_id, Reservation.session_id, Reservation.amount
+    Reservation.account_id,
+    Reservation.id.label("reservation_id"),
+    Reservation.leg_id,
+    Reservation.session_id,
+    Reservation.amount,
+    Reservation.standby,
 ).where(
     Reservation.account_id.in_(bindparam("account_ids", expanding=True)),
     Reservation.state == ReservationState.ACTIVE,
@@ -140,6 +146,7 @@ HOLDING_OR_LEGS = select(
     Reservation.leg_id,
     Reservation.session_id,
     Reservation.amount,
+    Reservation.standby,
     Reservation.expires_at,
     Reservation.granted_seconds,
 ).where(
@@ -157,6 +164,7 @@ LOCK_ACCOUNTS_WITH_RESERVATIONS = (
         Reservation.leg_id,
         Reservation.id.label("reservation_id"),
         Reservation.state,
+        Reservation.granted_seconds,
         *[column for column in RESERVATION_TERMS if column.key not in ("prefix", "created_at")],
     )
     .select_from(Account)
@@ -179,6 +187,12 @@ EXTEND_RESERVATION = (
         updated_at=bindparam("now"),
     )
 )
+# Leg B of a callback takes over the standby its leg A held for it.
+DROP_STANDBY = (
+    update(Reservation.__table__)
+    .where(Reservation.id == bindparam("reservation_id"))
+    .values(amount=Reservation.amount - Reservation.standby, standby=0, updated_at=bindparam("now"))
+)
 CLOSE_RESERVATION = (
     update(Reservation.__table__)
     .where(Reservation.id == bindparam("reservation_id"), Reservation.state == ReservationState.ACTIVE)
@@ -193,7 +207,6 @@ CLOSE_RESERVATIONS = (
     .values(state=bindparam("new_state"), updated_at=bindparam("now"))
 )
 
-LOGIN = select(Account.login).where(Account.id == bindparam("account_id"))
 ANSWER_TIMES = select(CallLeg.id, CallLeg.answered_at).where(CallLeg.id.in_(bindparam("legs", expanding=True)))
 RATE_SINCE = select(Rate.effective_from).where(Rate.id == bindparam("rate_id"))
 # The new CDRs' ids, in the order of the rows given (one multi-row INSERT where the database can).

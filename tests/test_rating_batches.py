@@ -132,9 +132,10 @@ def test_a_batch_settles_each_leg_once_and_charges_in_order(db, tariffs, cache):
     later = T0 + timedelta(seconds=100)
     with transaction(db) as session:
         talked = [new_leg(session, new_call(session, alice), UK_LANDLINE) for _ in range(2)]
-        unanswered = new_leg(session, new_call(session, alice), UK_MOBILE)
+        unanswered = new_leg(session, new_call(session, alice), US)
         bobs = new_leg(session, new_call(session, bob), US)
-        credit.reserve_many(session, cache, [*talked, unanswered, bobs], now=T0)
+        credit.reserve_many(session, cache, [*talked, bobs], now=T0, seconds=100)
+        credit.reserve_many(session, cache, [unanswered], now=T0)
         for leg_id in [*talked, bobs]:
             leg = session.get(CallLeg, leg_id)
             leg.answered_at, leg.ended_at = T0, later  # 100 s: 2 minutes at 0.10; 0.01 + 102 s at 0.05

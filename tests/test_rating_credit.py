@@ -210,6 +210,25 @@ def test_max_concurrent_calls_counts_calls_not_legs(db, tariffs, cache):
     assert reserve(db, cache, other_call).allowed  # the first call is over
 
 
+def test_a_leg_cut_late_is_billed_no_further_than_its_grant(db, tariffs, cache):
+    alice = account(db, balance="1.00")
+    call_leg = leg(db, alice, UK_LANDLINE)
+    assert reserve(db, cache, call_leg, seconds=60).grant.granted_seconds == 60
+
+    cdr = settle(db, call_leg, 62)
+
+    assert (cdr.duration_seconds, cdr.billed_seconds, cdr.cost) == (62, 60, Decimal("0.1"))
+    with transaction(db) as session:
+        assert balance(session, alice) == Decimal("0.9") == ledger_sum(session, alice)
+
+
+def test_the_first_chunk_is_at_least_the_first_increment(db, tariffs, cache):
+    alice = account(db, balance="1.00")
+    uk, us = leg(db, alice, UK_LANDLINE), leg(db, alice, US)
+    assert reserve(db, cache, uk, seconds=1).grant.granted_seconds == 60  # 60/60
+    assert reserve(db, cache, us).grant.granted_seconds == credit.FIRST_CHUNK_SECONDS == 30  # 30/6
+
+
 # --- a callback: leg A and leg B running together ------------------------------------------------------
 
 
@@ -236,12 +255,20 @@ def test_a_callback_prices_leg_a_on_its_own_tariff_and_both_legs_together(db, ta
     assert decision_b.rate.destination == "United Kingdom"
     assert (decision_b.grant.granted_seconds, decision_b.grant.amount) == (60, Decimal("0.1"))
 
-    # Extended together, by the same seconds, while the money lasts; then no more.
+    # B answers at once. The call's legs end together: its end is A's (60 s after T0; B's grant
+    # would last to 90 s). Extending moves that end: to 120 s, where A has 120 s and B 90 s...
+    with transaction(db) as session:
+        session.get(CallLeg, leg_b).answered_at = later
     grants = extend(db, [leg_a, leg_b], now=later + timedelta(seconds=30), seconds=60)
-    assert [(g.granted_seconds, g.amount) for g in grants] == [(120, Decimal("0.04")), (120, Decimal("0.2"))]
+    assert [(g.granted_seconds, g.added_seconds, g.amount) for g in grants] == [
+        (120, 60, Decimal("0.04")),
+        (90, 60, Decimal("0.2")),
+    ]
+    # ...then to 270 s, all the money there is: A billed 300 s (0.10) and B 240 s (0.40), as
+    # announced; a 271st second would start B's fifth minute. Then no more.
     grants = extend(db, [leg_a, leg_b], now=later + timedelta(seconds=90), seconds=600)
-    assert [(g.added_seconds, g.granted_seconds) for g in grants] == [(120, 240), (120, 240)]
-    assert sum(g.amount for g in grants) == Decimal("0.48")
+    assert [(g.added_seconds, g.granted_seconds) for g in grants] == [(150, 270), (150, 240)]
+    assert sum(g.amount for g in grants) == Decimal("0.5")
     grants = extend(db, [leg_a, leg_b], now=later + timedelta(seconds=200))
     assert [g.added_seconds for g in grants] == [0, 0]
 
@@ -249,6 +276,42 @@ def test_a_callback_prices_leg_a_on_its_own_tariff_and_both_legs_together(db, ta
     settle(db, leg_a, 230)
     with transaction(db) as session:
         assert balance(session, alice) == Decimal("0.02") == ledger_sum(session, alice)  # 0.50 - 0.08 - 0.40
+
+
+def test_a_callback_waiting_for_its_destination_holds_credit_for_one(db, tariffs, cache):
+    # The cheapest destination of retail starts at 0.025 (30 s to the US at 0.05).
+    alice = account(db, balance="0.25")
+    legs_a = [leg(db, alice, UK_LANDLINE, role=LegRole.A, answered_at=T0) for _ in range(3)]
+    decisions = [reserve(db, cache, leg_a, standby=True) for leg_a in legs_a]
+    assert [d.allowed for d in decisions] == [True, True, False]  # 0.10 + 0.025 each
+    assert decisions[2].reason is Reason.INSUFFICIENT_CREDIT
+    assert decisions[0].grant.amount == Decimal("0.125") and credit_of(db, alice).free == 0
+
+    with transaction(db) as session:
+        calls = [session.get(CallLeg, leg_a).session_id for leg_a in legs_a]
+    us = leg(db, alice, US, call_id=calls[0])
+    b = reserve(db, cache, us, now=T0 + timedelta(seconds=10))
+    assert b.allowed and (b.grant.granted_seconds, b.grant.amount) == (30, Decimal("0.025"))
+    # The second caller's destination costs more than its standby, and nothing else is free.
+    uk = leg(db, alice, UK_LANDLINE, call_id=calls[1])
+    assert reserve(db, cache, uk, now=T0 + timedelta(seconds=10)).reason is Reason.INSUFFICIENT_CREDIT
+    with transaction(db) as session:
+        held = dict(session.execute(select(Reservation.leg_id, Reservation.standby)).all())
+        assert (held[legs_a[0]], held[legs_a[1]]) == (0, Decimal("0.025"))
+    assert credit_of(db, alice).reserved == Decimal("0.25")
+
+
+def test_renewing_a_reservation_made_ahead_keeps_it_while_its_credit_is_there(db, tariffs, cache):
+    alice = account(db, balance="0.10")
+    ahead = leg(db, alice, UK_LANDLINE)
+    reserve(db, cache, ahead, ttl_seconds=60)
+    with transaction(db) as session:
+        assert credit.renew(session, [ahead], now=T0 + timedelta(seconds=50))
+    taker = leg(db, alice, UK_LANDLINE)
+    later = T0 + timedelta(seconds=50 + credit.DEFAULT_TTL_SECONDS + 1)
+    assert reserve(db, cache, taker, now=later).allowed  # the first expired: its credit is taken
+    with transaction(db) as session:
+        assert not credit.renew(session, [ahead], now=later)
 
 
 # --- expiry and release --------------------------------------------------------------------------
@@ -327,7 +390,7 @@ def test_a_price_change_during_a_call_does_not_change_its_price(db, tariffs, cac
     with transaction(db) as session:
         provisioning.import_rates(session, "retail", "prefix,destination,price_per_minute\n447,UK mobile,0.30\n")
 
-    assert settle(db, call_leg, 90).cost == Decimal("0.4")  # two minutes at the authorized 0.20
+    assert settle(db, call_leg, 50).cost == Decimal("0.2")  # a minute at the authorized 0.20, not 0.30
 
 
 def test_operations_on_unknown_legs_fail_clearly(db, tariffs, cache):

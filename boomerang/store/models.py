@@ -396,6 +396,9 @@ class CallLeg(Base):
     ended_at: Mapped[datetime | None]
     hangup_by: Mapped[str | None] = mapped_column(String(16))  # "party", "platform" or "peer"
     hangup_cause: Mapped[str | None] = mapped_column(String(64))
+    # The last moment the controller running the leg knew it was up (a heartbeat while it runs):
+    # a leg interrupted by an outage is billed to here, not to whenever the platform came back.
+    alive_at: Mapped[datetime | None]
 
     session: Mapped[CallbackSession] = relationship(back_populates="legs")
     events: Mapped[list[LegEvent]] = relationship(back_populates="leg", order_by="LegEvent.id")
@@ -444,6 +447,9 @@ class Cdr(Base):
     cost: Mapped[Decimal]
     currency: Mapped[str] = mapped_column(String(3))
     rated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Why an answered leg was recorded at no cost although it was not free ("no_rate": nothing in
+    # its tariff rated it); None for a leg rated as usual. Operators are alerted to these.
+    unrated_reason: Mapped[str | None] = mapped_column(String(32))
 
 
 class Reservation(Base):
@@ -472,7 +478,10 @@ class Reservation(Base):
         _enum(ReservationState, "reservation_state"), default=ReservationState.ACTIVE
     )
     granted_seconds: Mapped[int] = mapped_column(Integer)  # of the leg's talk time, from its answer
-    amount: Mapped[Decimal]
+    amount: Mapped[Decimal]  # held in all: the cost of granted_seconds, plus the standby
+    # Held on leg A of a callback whose destination is not known yet, for that destination's first
+    # increment; handed to leg B when it is reserved.
+    standby: Mapped[Decimal] = mapped_column(default=Decimal(0), server_default="0")
     expires_at: Mapped[datetime]
     # The rate as authorized.
     rate_id: Mapped[int | None] = mapped_column(ForeignKey("rates.id", ondelete="SET NULL"))
