@@ -6,9 +6,10 @@
         v                       v
       failed                  ended
 
-The session's account was known when the request was made, so nothing is asked: it pays for each
-leg from that leg's answer, through the same reservations as every call, and the legs are cut when
-its credit runs out. A is shown B's number, and B is shown A's.
+The session's account was known when the request was made, so nothing is asked: the first chunk of
+both legs was reserved then, and the call is not placed if that credit went meanwhile. It pays for
+each leg from that leg's answer, and the legs are cut when its credit runs out. A is shown B's
+number, and B is shown A's.
 """
 
 from __future__ import annotations
@@ -22,16 +23,14 @@ class ConnectTwo(CallbackFlow):
     announce_max_duration = False
 
     async def _flow(self) -> tuple[State, str]:
-        if not await self._call_a():
-            return State.FAILED, "leg A not answered"
         self.account = await self._db(self.store.account, self.due.account_id) if self.due.account_id else None
         if self.account is None or self.account.status is not AccountStatus.ACTIVE:
-            await self.say(Prompt.ACCOUNT_UNAVAILABLE, interruptible=False)
-            return State.ENDED, "account unavailable"
+            return State.ENDED, "account unavailable"  # nothing dialled
         self.language = language_of(self.account.language)
-        if not await self._bill_leg_a():
-            await self.say(Prompt.GOODBYE, interruptible=False)
-            return State.ENDED, "leg A refused by credit control"
+        if not await self._call_a():
+            if self.refusal is not None:
+                return State.ENDED, f"refused: {self.refusal.value}"
+            return State.FAILED, "leg A not answered"
         if not self.due.destination or not await self._call_b(self.due.destination):
             await self.say(Prompt.GOODBYE, interruptible=False)
             return State.ENDED, "leg B not connected"

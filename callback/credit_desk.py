@@ -12,7 +12,7 @@ itself: the store then runs the batch's requests one by one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from boomerang.store.types import utcnow
@@ -28,14 +28,14 @@ class Batcher:
     `run_batch(keys)` returns one result per key, an Exception for a key that failed.
     """
 
-    def __init__(self, run_batch: Callable[[list[str]], Sequence[object]], most: int = MOST_PER_BATCH) -> None:
+    def __init__(self, run_batch: Callable[[list[Hashable]], Sequence[object]], most: int = MOST_PER_BATCH) -> None:
         self._run_batch = run_batch
         self._most = most
         self._thread = ThreadPoolExecutor(max_workers=1)  # batches run one after another, in order
-        self._waiting: list[tuple[str, asyncio.Future]] = []
+        self._waiting: list[tuple[Hashable, asyncio.Future]] = []
         self._drainer: asyncio.Task | None = None  # referenced, so that it is not collected mid-batch
 
-    async def submit(self, key: str) -> object:
+    async def submit(self, key: Hashable) -> object:
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((key, future))
         if self._drainer is None or self._drainer.done():
@@ -66,10 +66,12 @@ class CreditDesk:
         self._reserve = Batcher(lambda legs: store.reserve_many(legs, utcnow()))
         self._settle = Batcher(lambda legs: store.settle_many(legs, utcnow()))
 
-    async def reserve(self, leg_id: str) -> Decision:
-        """Authorize the leg and reserve its first chunk of credit (rating.credit.reserve)."""
-        return await self._reserve.submit(leg_id)
+    async def reserve(self, leg_id: str, standby: bool = False) -> Decision:
+        """Authorize the leg and reserve its first chunk of credit (rating.credit.reserve), with a
+        standby for the call's destination when it is leg A of a callback that will ask for one."""
+        return await self._reserve.submit((leg_id, standby))
 
-    async def settle(self, leg_id: str) -> None:
-        """Rate and charge the ended leg, or release an unanswered leg's reservation; idempotent."""
-        await self._settle.submit(leg_id)
+    async def settle(self, leg_id: str) -> str | None:
+        """Rate and charge the ended leg, or release an unanswered leg's reservation; idempotent.
+        Returns why the leg could not be rated, if it could not (it is recorded at no cost)."""
+        return await self._settle.submit(leg_id)

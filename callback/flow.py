@@ -3,6 +3,13 @@ bridging leg B, keeping credit for the legs that are up, and the end (legs hung 
 every leg settled). The flows themselves (`callback/regular.py`, `callback/connect_two.py`) are
 explicit state machines built on it; each state is written to the session row as it is entered, so
 the portal and a restarted controller see where a callback stands.
+
+Money: no leg is placed before the credit for its first increment is reserved, except leg A of a
+caller not yet identified (the platform carries it, for at most UNPAID_LEG_SECONDS, until the PIN
+names the account that pays). A leg's times are the moments Kamailio saw its answer and its BYE
+(the `ts` of its events), so it is billed for what was talked on the wire; while legs are up the
+credit keeper (`callback/credit_keeper.py`) keeps their reservations ahead of the talk and ends the
+call inside its grant.
 """
 
 from __future__ import annotations
@@ -10,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -18,12 +26,13 @@ from boomerang.numbers import PrefixList
 from boomerang.store.models import LegRole, LegStatus
 from boomerang.store.types import utcnow
 from callback.credit_desk import CreditDesk
+from callback.credit_keeper import CUT_EARLY_SECONDS, CreditKeeper
 from callback.digits import DigitCollector
 from callback.media import MediaSession
 from callback.prompts import Prompt, duration_words, language_of, sentence
-from callback.speech import SpeechCache
+from callback.speech import SpeechCache, wav_seconds
 from callback.store import AccountView, CallbackStore, DueCallback
-from rating.decisions import Reason
+from rating.decisions import Decision, Reason
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +54,9 @@ PIN_ATTEMPTS = 3
 DESTINATION_ATTEMPTS = 3
 PIN_MAX_DIGITS = 12
 DESTINATION_MAX_DIGITS = 20
-EXTEND_BEFORE_SECONDS = 20  # extend a reservation this long before its grant runs out
-WARN_BEFORE_SECONDS = 60  # "you have one minute left"
+UNPAID_LEG_SECONDS = 120  # leg A of a caller not identified yet: Kamailio cuts it then at the latest
+HANGUP_WAIT_SECONDS = 10  # for Kamailio to confirm a hang-up (the BYE's moment is the leg's end)
+CLOSING_MARGIN_SECONDS = 1.0  # between the last words and the end of the grant
 
 REFUSAL_PROMPTS = {
     Reason.NO_RATE: Prompt.NO_RATE,
@@ -64,18 +74,69 @@ FAILURE_STATUSES = {
     487: LegStatus.NO_ANSWER,
 }
 FAILURE_PROMPTS = {LegStatus.BUSY: Prompt.BUSY, LegStatus.NO_ANSWER: Prompt.NO_ANSWER}
+FINAL_REPLIES = ("leg_answered", "leg_failed", "leg_cancelled")
 
 
 def failure_status(code: int | None) -> LegStatus:
     return FAILURE_STATUSES.get(code, LegStatus.FAILED)
 
 
-class LegGone(Exception):
-    """Leg A hung up: the session is over."""
+def event_time(event: dict | None) -> datetime:
+    """When Kamailio saw what the event reports (its `ts`), else now."""
+    stamp = (event or {}).get("ts")
+    if isinstance(stamp, int | float):
+        return datetime.fromtimestamp(stamp, UTC)
+    return utcnow()
 
 
-OUT_OF_CREDIT = "out of credit"  # the cancel message of a session cut because its credit ran out
-CANCELLED = "cancelled"  # the cancel message of a session whose requester asked to stop it
+# Why a flow task is cancelled (the cancel message), and how its session then ends.
+LEG_A_GONE = "caller hung up"  # leg A hung up: the session is over
+OUT_OF_CREDIT = "out of credit"  # the credit ends: "out of credit" and goodbye, then hang up
+GRANT_ENDED = "grant ended"  # Kamailio cut a leg at its hard deadline: nothing more can be said
+CANCELLED = "cancelled"  # its requester asked to stop it
+END_REASONS = {LEG_A_GONE: "caller hung up", OUT_OF_CREDIT: "out of credit", GRANT_ENDED: "out of credit",
+               CANCELLED: "cancelled"}  # fmt: skip
+
+
+class GrantEnded(Exception):
+    """Kamailio cut leg B at the call's hard deadline: the call is over."""
+
+
+class Leg:
+    """One leg of the session, as the flow knows it: what Kamailio reported of it, once each."""
+
+    def __init__(self, leg_id: str, role: LegRole, granted: int | None = None) -> None:
+        self.id = leg_id
+        self.role = role
+        self.granted = granted  # seconds reserved from its answer; None: nobody pays for it yet
+        self.placed = False  # an INVITE was sent
+        loop = asyncio.get_running_loop()
+        self.progress: asyncio.Queue = asyncio.Queue()  # 1xx while it rings
+        self.outcome: asyncio.Future = loop.create_future()  # its final reply (or a late answer)
+        self.ended: asyncio.Future = loop.create_future()  # its leg_ended event
+        self.answered_clock = 0.0  # its answer on the event loop's clock
+        self.recorded = False  # its final status is written
+        self.settled = False
+
+    def on_event(self, event: dict) -> None:
+        kind = event.get("type")
+        if kind == "leg_progress":
+            self.progress.put_nowait(event)
+        elif kind in FINAL_REPLIES or kind == "leg_late_answer":
+            if not self.outcome.done():
+                self.outcome.set_result(event)
+        elif kind == "leg_ended":
+            for future in (self.outcome, self.ended):
+                if not future.done():
+                    future.set_result(event)
+
+    @property
+    def answered(self) -> bool:
+        return self.outcome.done() and self.outcome.result().get("type") == "leg_answered"
+
+    @property
+    def up(self) -> bool:
+        return self.answered and not self.ended.done()
 
 
 class Links:
@@ -106,38 +167,42 @@ class CallbackFlow:
         self.media = MediaSession(links.ng, due.session_id)
         self.language = language_of(due.access.language if due.access else None)
         self.account: AccountView | None = None
-        self.a_leg: str | None = None
-        self.b_leg: str | None = None
+        self.a: Leg | None = None
+        self.b: Leg | None = None
         self.b_sequence = 0
-        self._events: dict[str, asyncio.Queue] = {}
+        self._legs: dict[str, Leg] = {}
+        self._ahead_b: Leg | None = None  # leg B reserved with the request, for its destination
         self.state: State | None = None
         self.task: asyncio.Task | None = None
         self.cancelling = False  # its requester asked to stop it; the flow task was cancelled
-        self._a_answered = 0.0
-        self._granted: dict[str, tuple[float, int]] = {}  # leg -> (answered, seconds granted)
-        self._credit_changed = asyncio.Event()
-        self._credit_keeper: asyncio.Future | None = None
+        loop = asyncio.get_running_loop()
+        self.keeper = CreditKeeper(
+            extend=lambda legs: self._db(self.store.extend, list(legs), utcnow()),
+            set_deadline=self._set_deadline,
+            warn=self._warn,
+            end_call=lambda: self.task.cancel(OUT_OF_CREDIT) if self.task else None,
+            clock=loop.time,
+            bridged=lambda: self.b is not None and self.b.up,
+        )
+        self._keeper_task: asyncio.Task | None = None
+        self.refusal: Reason | None = None  # why credit control refused leg A, when it did
 
     # --- plumbing ---------------------------------------------------------------------------------
 
-    def legs(self) -> list[str]:
-        return [leg for leg in (self.a_leg, self.b_leg) if leg]
+    def owns(self, leg_id: str) -> bool:
+        return leg_id in self._legs
+
+    def up_legs(self) -> list[str]:
+        return [leg.id for leg in self._legs.values() if leg.up]
 
     def on_leg_event(self, event: dict) -> None:
-        queue = self._events.get(event["leg"])
-        if queue is not None:
-            queue.put_nowait(event)
-        if (
-            event["leg"] == self.a_leg
-            and event["type"] in ("leg_ended", "leg_failed")
-            and self.state
-            not in (
-                State.CALLING_A,
-                None,
-            )
-        ):
-            if self.task is not None:
-                self.task.cancel(LegGone.__name__)  # leg A is gone: stop wherever the flow is
+        leg = self._legs.get(event.get("leg"))
+        if leg is None:
+            return
+        leg.on_event(event)
+        if leg is self.a and event.get("type") == "leg_ended" and self.state not in (State.CALLING_A, None):
+            if self.task is not None:  # leg A is gone: stop wherever the flow is
+                self.task.cancel(GRANT_ENDED if event.get("by") == "max_duration" else LEG_A_GONE)
 
     def on_digit(self, digit: str) -> None:
         self.keypad.push(digit)
@@ -148,56 +213,82 @@ class CallbackFlow:
     async def enter(self, state: State) -> None:
         log.info("callback %s: %s", self.due.session_id, state.value)
         self.state = state
-        await self._db(self.store.set_state, self.due.session_id, state.value)
+        await self._db(self.store.set_state, self.due.session_id, state.value, utcnow())
 
-    def owns(self, leg: str) -> bool:
-        return leg in self._events
+    def _leg(self, leg_id: str, role: LegRole, granted: int | None = None) -> Leg:
+        leg = self._legs[leg_id] = Leg(leg_id, role, granted)
+        return leg
 
-    async def _originate(
-        self, leg: str, number: str, caller_id: str, sdp: str, max_seconds: int, gateway: str | None = None
-    ) -> None:
-        self._events[leg] = asyncio.Queue()
-        await self._db(self.store.leg_event, leg, LegStatus.DIALING, utcnow())
-        command = {"type": "originate", "leg": leg, "target": number, "caller_id": caller_id, "sdp": sdp,
+    async def _originate(self, leg: Leg, number: str, caller_id: str, sdp: str, gateway: str | None = None) -> None:
+        leg.placed = True
+        await self._db(self.store.leg_event, leg.id, LegStatus.DIALING, utcnow())
+        max_seconds = leg.granted if leg.granted is not None else UNPAID_LEG_SECONDS
+        command = {"type": "originate", "leg": leg.id, "target": number, "caller_id": caller_id, "sdp": sdp,
                    "max_seconds": max(max_seconds, 1)}  # fmt: skip
         if gateway:
             command["gateways"] = [gateway]
         self.links.kamailio.send(command)
 
-    async def _outcome(self, leg: str, timeout: float) -> dict:
-        """The leg's final word while it rings: answered, failed or cancelled (progress is recorded)."""
-        queue = self._events[leg]
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            remaining = deadline - asyncio.get_running_loop().time()
+    async def _outcome(self, leg: Leg, timeout: float) -> dict:
+        """The leg's final word while it rings: answered, failed or cancelled (progress is recorded).
+        At the timeout it is cancelled; an answer crossing our CANCEL is hung up by Kamailio."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not leg.outcome.done() and (remaining := deadline - loop.time()) > 0:
+            progress = asyncio.ensure_future(leg.progress.get())
             try:
-                event = await asyncio.wait_for(queue.get(), max(remaining, 0.01))
-            except TimeoutError:
-                self.links.kamailio.send({"type": "hangup", "leg": leg})
-                try:
-                    return await asyncio.wait_for(self._final(queue), 10)
-                except TimeoutError:
-                    return {"type": "leg_failed", "code": 408}
-            if event["type"] == "leg_progress":
-                await self._db(self.store.leg_event, leg, LegStatus.RINGING, utcnow(), event.get("code"))
-            elif event["type"] in ("leg_answered", "leg_failed", "leg_cancelled"):
-                return event
+                await asyncio.wait({progress, leg.outcome}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                progress.cancel()
+            if progress.done() and not progress.cancelled():
+                event = progress.result()
+                await self._db(self.store.leg_event, leg.id, LegStatus.RINGING, event_time(event), event.get("code"))
+        if not leg.outcome.done():
+            self.links.kamailio.send({"type": "hangup", "leg": leg.id})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(leg.outcome), HANGUP_WAIT_SECONDS)
+            if not leg.outcome.done():
+                return {"type": "leg_failed", "code": 408}
+        event = leg.outcome.result()
+        if event.get("type") == "leg_late_answer":
+            return {"type": "leg_cancelled", "code": 487}
+        return event
 
-    @staticmethod
-    async def _final(queue: asyncio.Queue) -> dict:
-        while True:
-            event = await queue.get()
-            if event["type"] in ("leg_answered", "leg_failed", "leg_cancelled"):
-                return event
+    async def _answered(self, leg: Leg, event: dict) -> None:
+        """Record the answer at the moment Kamailio saw it; a paid leg's credit is kept from then."""
+        at = event_time(event)
+        leg.answered_clock = asyncio.get_running_loop().time() - max(time.time() - at.timestamp(), 0)
+        await self._db(self.store.leg_event, leg.id, LegStatus.ANSWERED, at, 200)
+        if leg.granted is not None:
+            self._keep_credit(leg)
+
+    async def _not_answered(self, leg: Leg, event: dict) -> LegStatus:
+        code = event.get("code") or 500
+        status = failure_status(code)
+        await self._db(self.store.leg_event, leg.id, status, event_time(event), code)
+        leg.recorded = True
+        await self._settle(leg)  # its reservation, if any, is released
+        return status
+
+    async def _hang_up(self, leg: Leg) -> dict | None:
+        """Hang the leg up; its leg_ended event (when the BYE left), or None if none came."""
+        self.links.kamailio.send({"type": "hangup", "leg": leg.id})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(leg.ended), HANGUP_WAIT_SECONDS)
+        return leg.ended.result() if leg.ended.done() else None
+
+    def _set_deadline(self, leg_id: str, seconds: int) -> None:
+        self.links.kamailio.send({"type": "set_max_duration", "leg": leg_id, "seconds": seconds})
 
     # --- prompts -----------------------------------------------------------------------------------
 
-    async def say(self, prompt: Prompt, interruptible: bool = True, **values: str) -> None:
-        """Play a sentence to A; a digit stops it (barge-in), and digits already typed skip it."""
+    async def say(self, prompt: Prompt, interruptible: bool = True, over_bridge: bool = False, **values: str) -> None:
+        """Play a sentence to A; a digit stops it (barge-in), and digits already typed skip it.
+        `over_bridge`: A is talking to B, who is not heard meanwhile."""
         if interruptible and self.keypad.pending():
             return
         path = await self.links.speech.render(sentence(prompt, self.language, **values), self.language)
-        duration_ms = await self.media.play(str(path))
+        duration_ms = await (self.media.play_over_bridge if over_bridge else self.media.play)(str(path))
         done = asyncio.Event()
         if interruptible:
             self.keypad.on_first_digit = done.set
@@ -206,6 +297,14 @@ class CallbackFlow:
         self.keypad.on_first_digit = None
         if done.is_set():
             await self.media.stop()
+
+    async def _closing_seconds(self) -> float:
+        """How long "out of credit" and "goodbye" take to say, in the caller's language."""
+        total = CLOSING_MARGIN_SECONDS
+        for prompt in (Prompt.OUT_OF_CREDIT, Prompt.GOODBYE):
+            path = await self.links.speech.render(sentence(prompt, self.language), self.language)
+            total += wav_seconds(path)
+        return total
 
     # --- the flow ------------------------------------------------------------------------------------
 
@@ -216,15 +315,12 @@ class CallbackFlow:
             outcome = await self._flow()
         except asyncio.CancelledError as cancelled:
             reason = cancelled.args[0] if cancelled.args else ""
+            outcome = State.ENDED, END_REASONS.get(reason, "controller stopped")
             if reason == OUT_OF_CREDIT:
-                outcome = State.ENDED, "out of credit"
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await self._out_of_credit()
-            else:
-                outcome = (
-                    State.ENDED,
-                    {LegGone.__name__: "caller hung up", CANCELLED: CANCELLED}.get(reason, "controller stopped"),
-                )
+        except GrantEnded:
+            outcome = State.ENDED, "out of credit"
         except Exception:
             log.exception("callback %s failed", self.due.session_id)
             outcome = State.ENDED, "internal error"
@@ -235,172 +331,230 @@ class CallbackFlow:
         raise NotImplementedError
 
     async def _call_a(self) -> bool:
+        """Leg A placed, with its credit reserved when the account is known; True once answered."""
         await self.enter(State.CALLING_A)
-        caller_id = self.due.caller_id
-        self.a_leg = await self._db(self.store.new_leg, self.due.session_id, LegRole.A, self.due.attempts,
-                                    self.due.caller, caller_id)  # fmt: skip
-        sdp = await self.media.sdp_for_a()
-        await self._originate(self.a_leg, self.due.caller, caller_id, sdp, 7200, self.due.gateway)
-        event = await self._outcome(self.a_leg, A_RING_SECONDS)
-        if event["type"] != "leg_answered":
-            code = event.get("code")
-            await self._db(self.store.leg_event, self.a_leg, failure_status(code), utcnow(), code)
-            self.a_leg = None  # over: nothing to hang up or bill
+        if not await self._reserve_ahead():
             return False
-        self._a_answered = asyncio.get_running_loop().time()
-        await self._db(self.store.leg_event, self.a_leg, LegStatus.ANSWERED, utcnow(), 200)
+        caller_id = self.due.caller_id
+        if self.account is None and (self.due.reserved or self._paid_by_caller_id()):
+            self.account = await self._db(self.store.account, self.due.account_id)
+        if self.a is None:
+            leg_id = await self._db(self.store.new_leg, self.due.session_id, LegRole.A, self.due.attempts,
+                                    self.due.caller, caller_id)  # fmt: skip
+            self.a = self._leg(leg_id, LegRole.A)
+            if self._paid_by_caller_id() and not await self._reserve_a():
+                return False
+        else:
+            await self._db(self.store.set_caller_id, self.a.id, caller_id)
+        sdp = await self.media.sdp_for_a()
+        await self._originate(self.a, self.due.caller, caller_id, sdp, self.due.gateway)
+        event = await self._outcome(self.a, A_RING_SECONDS)
+        if event["type"] != "leg_answered":
+            await self._not_answered(self.a, event)
+            return False
+        await self._answered(self.a, event)
         await self.media.a_answered(event["sdp"])
         return True
 
-    async def _bill_leg_a(self) -> bool:
-        decision = await self.links.credit.reserve(self.a_leg)
-        if not decision.allowed:
-            await self.say(REFUSAL_PROMPTS.get(decision.reason, Prompt.CALL_FAILED), interruptible=False)
+    def _paid_by_caller_id(self) -> bool:
+        """The request came from a caller ID of an account that this access number lets in by it."""
+        return self.due.account_id is not None and (self.due.access is None or self.due.access.allow_ani)
+
+    async def _reserve_ahead(self) -> bool:
+        """Legs reserved when the callback was asked for keep their credit now it is placed; False
+        (the call is not placed) when it went to other calls meanwhile."""
+        if not self.due.reserved:
+            return True
+        grants = await self._db(self.store.renew, list(self.due.reserved.values()), utcnow())
+        if grants is None:
+            self.refusal = Reason.INSUFFICIENT_CREDIT
+            for leg_id, role in ((self.due.reserved.get(role), role) for role in (LegRole.A, LegRole.B)):
+                if leg_id:
+                    self._leg(leg_id, role)
             return False
-        self._track_credit(self.a_leg, decision.grant.granted_seconds, self._a_answered)
-        self._credit_keeper = asyncio.ensure_future(self._keep_credit())
+        for role, leg_id in self.due.reserved.items():
+            leg = self._leg(leg_id, role, grants[leg_id])
+            if role is LegRole.A:
+                self.a = leg
+            else:
+                self._ahead_b = leg
+        return True
+
+    async def _reserve_a(self, prompt_refusal: bool = False) -> bool:
+        """Reserve leg A, with a standby for its destination unless the request named it."""
+        decision = await self.links.credit.reserve(self.a.id, standby=self.due.destination is None)
+        if not decision.allowed:
+            self.refusal = decision.reason
+            log.info("callback %s: leg A refused by credit control (%s)", self.due.session_id, decision.reason)
+            if prompt_refusal:
+                await self.say(REFUSAL_PROMPTS.get(decision.reason, Prompt.CALL_FAILED), interruptible=False)
+            return False
+        self.a.granted = decision.grant.granted_seconds
+        if self.a.answered:
+            self._keep_credit(self.a)
         return True
 
     async def _call_b(self, number: str) -> bool:
         """Place leg B to the number and bridge it; True once a call was connected."""
-        now = utcnow()
-        decision = await self._db(self.store.authorize, self.account.id, number, self.due.session_id, now)
-        if not decision.allowed:
-            await self.say(REFUSAL_PROMPTS.get(decision.reason, Prompt.CALL_FAILED))
-            return False
-        self.b_sequence += 1
-        b_caller_id = self.due.caller if self.account.show_a_to_b else self.due.service_number
-        leg = await self._db(self.store.new_leg, self.due.session_id, LegRole.B, self.b_sequence, number,
-                             b_caller_id)  # fmt: skip
-        reservation = await self.links.credit.reserve(leg)
-        if not reservation.allowed:
-            await self.say(REFUSAL_PROMPTS.get(reservation.reason, Prompt.CALL_FAILED))
-            await self._db(self.store.leg_event, leg, LegStatus.FAILED, utcnow(), None, reservation.reason.value)
-            return False
-        if self.announce_max_duration:
-            await self.say(Prompt.MAX_DURATION, duration=duration_words(reservation.max_seconds, self.language))
+        leg, self._ahead_b = self._ahead_b, None
+        if leg is None:
+            self.b_sequence += 1
+            b_caller_id = self._b_caller_id()
+            leg_id = await self._db(self.store.new_leg, self.due.session_id, LegRole.B, self.b_sequence, number,
+                                    b_caller_id)  # fmt: skip
+            leg = self._leg(leg_id, LegRole.B)
+            reservation: Decision = await self.links.credit.reserve(leg.id)
+            if not reservation.allowed:
+                await self.say(REFUSAL_PROMPTS.get(reservation.reason, Prompt.CALL_FAILED))
+                await self._db(self.store.leg_event, leg.id, LegStatus.FAILED, utcnow(), None,
+                               reservation.reason.value)  # fmt: skip
+                leg.recorded = leg.settled = True  # nothing was placed, nothing is held
+                return False
+            leg.granted = reservation.grant.granted_seconds
+            if self.announce_max_duration:
+                await self.say(Prompt.MAX_DURATION, duration=duration_words(reservation.max_seconds, self.language))
+        else:
+            b_caller_id = self._b_caller_id()
+            await self._db(self.store.set_caller_id, leg.id, b_caller_id)
         await self.enter(State.CALLING_B)
-        self.b_leg = leg
-        await self._originate(leg, number, b_caller_id, self.media.sdp_for_b, reservation.max_seconds)
+        self.b = leg
+        await self._originate(leg, number, b_caller_id, self.media.sdp_for_b)
         await self.media.play(str(self.links.ringback))
         event = await self._outcome(leg, B_RING_SECONDS)
         await self.media.stop()
         if event["type"] != "leg_answered":
-            code = event.get("code") or 500
-            status = failure_status(code)
-            await self._db(self.store.leg_event, leg, status, utcnow(), code)
-            await self.links.credit.settle(leg)
-            self.b_leg = None
+            status = await self._not_answered(leg, event)
+            self.b = None
             await self.say(FAILURE_PROMPTS.get(status, Prompt.CALL_FAILED))
             return False
-        await self._db(self.store.leg_event, leg, LegStatus.ANSWERED, utcnow(), 200)
+        await self._answered(leg, event)
         await self.media.b_answered(event["sdp"])
         await self.enter(State.BRIDGED)
-        await self._talk(leg, reservation.grant.granted_seconds)
+        await self._talk(leg)
         return True
 
-    async def _talk(self, leg: str, granted: int) -> None:
-        """While A and B talk (credit is kept by `_keep_credit`): until #11 or B's hang-up."""
-        self._track_credit(leg, granted)
+    def _b_caller_id(self) -> str:
+        return self.due.caller if self.account.show_a_to_b else self.due.service_number
+
+    async def _talk(self, leg: Leg) -> None:
+        """While A and B talk (credit is kept by the keeper): until #11 or B's hang-up."""
         self.keypad.clear()
         hash_11 = asyncio.ensure_future(self.keypad.wait_for_sequence("#11"))
-        b_ended = asyncio.ensure_future(self._wait_ended(leg))
         try:
-            done, _ = await asyncio.wait({hash_11, b_ended}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({hash_11, leg.ended}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             hash_11.cancel()
-        if b_ended in done:
-            by, cause = b_ended.result()
-        else:
-            by, cause = "party", "#11"
-            await self._hang_up_b(leg, b_ended)
-        await self._end_b(leg, by, cause)
+        if not leg.ended.done():  # #11: the caller wants another destination
+            await self._end_b(leg, await self._hang_up(leg), "party", "#11")
+            return
+        ended = leg.ended.result()
+        by = ended.get("by", "")
+        if by == "peer":
+            await self._end_b(leg, ended, "peer", "hung up")
+            return
+        await self._end_b(leg, ended, "platform", by)
+        if by == "max_duration":
+            raise GrantEnded
 
-    async def _hang_up_b(self, leg: str, b_ended: asyncio.Future | None = None) -> None:
-        self.links.kamailio.send({"type": "hangup", "leg": leg})
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(b_ended or self._wait_ended(leg), 10)
-        if b_ended is not None:
-            b_ended.cancel()
-
-    async def _wait_ended(self, leg: str) -> tuple[str, str]:
-        while True:
-            event = await self._events[leg].get()
-            if event["type"] == "leg_ended":
-                return ("peer", "hung up") if event.get("by") == "peer" else ("platform", event.get("by", ""))
+    async def _end_b(self, leg: Leg, ended: dict | None, by: str, cause: str) -> None:
+        self.keeper.untrack(leg.id)
+        await self._db(self.store.leg_event, leg.id, LegStatus.ENDED, event_time(ended))
+        await self._db(self.store.leg_hung_up, leg.id, by, cause)
+        leg.recorded = True
+        await self._settle(leg)
+        self.b = None
+        await self.media.b_ended()
 
     # --- credit ----------------------------------------------------------------------------------
 
-    def _track_credit(self, leg: str, granted: int, answered: float | None = None) -> None:
-        """A leg is up: `_keep_credit` keeps its reservation ahead of its talk from now on."""
-        self._granted[leg] = (answered if answered is not None else asyncio.get_running_loop().time(), granted)
-        self._credit_changed.set()
+    def _keep_credit(self, leg: Leg) -> None:
+        """A paid leg is up: the keeper keeps its credit from now on."""
+        self.keeper.track(leg.id, leg.answered_clock, leg.granted)
+        if self._keeper_task is None:
+            self._keeper_task = asyncio.ensure_future(self._run_keeper())
 
-    def _untrack_credit(self, leg: str) -> None:
-        self._granted.pop(leg, None)
-        self._credit_changed.set()
+    async def _run_keeper(self) -> None:
+        self.keeper.closing_seconds = await self._closing_seconds()
+        await self.keeper.run()
 
-    async def _keep_credit(self) -> None:
-        """From leg A's reservation to the end: extend the reservations of the legs that are up before
-        their granted time runs out. When no more credit can be had, a bridged caller is warned a
-        minute ahead, and at the end the session is cut (out of credit): no balance is overdrawn."""
-        loop = asyncio.get_running_loop()
-
-        def left() -> float:
-            return min(answered + granted - loop.time() for answered, granted in self._granted.values())
-
-        while True:
-            early = left() - (EXTEND_BEFORE_SECONDS + WARN_BEFORE_SECONDS)
-            if early > 0:
-                self._credit_changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._credit_changed.wait(), early)
-                continue
-            grants = await self._db(self.store.extend, list(self._granted), utcnow())
-            if min(grant.added_seconds for grant in grants) == 0:
-                break
-            for grant in grants:
-                if grant.leg_id in self._granted:
-                    self._granted[grant.leg_id] = (self._granted[grant.leg_id][0], grant.granted_seconds)
-        if self.b_leg is not None and left() > WARN_BEFORE_SECONDS:
-            await asyncio.sleep(left() - WARN_BEFORE_SECONDS)
-            path = await self.links.speech.render(sentence(Prompt.ONE_MINUTE_LEFT, self.language), self.language)
-            await self.media.play_over_bridge(str(path))
-        await asyncio.sleep(max(left(), 0))
-        self.task.cancel(OUT_OF_CREDIT)
+    async def _warn(self) -> None:
+        path = await self.links.speech.render(sentence(Prompt.ONE_MINUTE_LEFT, self.language), self.language)
+        await self.media.play_over_bridge(str(path))
 
     async def _out_of_credit(self) -> None:
-        if self.b_leg is not None:
-            leg = self.b_leg
-            await self._hang_up_b(leg)
-            await self._end_b(leg, "platform", "out of credit")
-        await self.say(Prompt.OUT_OF_CREDIT, interruptible=False)
-        await self.say(Prompt.GOODBYE, interruptible=False)
+        """The credit ends: say so inside the grant, then let the grant run out (the end hangs up)."""
+        loop = asyncio.get_running_loop()
+        end = self.keeper.end() or loop.time()
+        cut = end - CUT_EARLY_SECONDS
 
-    async def _end_b(self, leg: str, by: str, cause: str) -> None:
-        self._untrack_credit(leg)
-        await self._db(self.store.leg_event, leg, LegStatus.ENDED, utcnow())
-        await self._db(self.store.leg_hung_up, leg, by, cause)
-        await self.links.credit.settle(leg)
-        self.b_leg = None
-        await self.media.b_ended()
+        async def closing() -> None:
+            bridged = self.b is not None and self.b.up
+            await self.say(Prompt.OUT_OF_CREDIT, interruptible=False, over_bridge=bridged)
+            await self.say(Prompt.GOODBYE, interruptible=False, over_bridge=bridged)
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(closing(), max(cut - loop.time(), 0))
+        await asyncio.sleep(max(cut - loop.time(), 0))
+
+    async def _settle(self, leg: Leg) -> None:
+        if leg.settled:
+            return
+        unrated = await self.links.credit.settle(leg.id)
+        leg.settled = True
+        if unrated is not None:
+            log.warning("callback %s: leg %s could not be rated (%s): recorded at no cost",
+                        self.due.session_id, leg.id, unrated)  # fmt: skip
+            self.links.kamailio.send({"type": "alert", "alert": "unrated_leg"})
 
     # --- the end -----------------------------------------------------------------------------------
 
     async def _finish(self, state: State, reason: str) -> None:
-        if self._credit_keeper is not None:
-            self._credit_keeper.cancel()
-        now = utcnow()
-        for leg in self.legs():
-            self.links.kamailio.send({"type": "hangup", "leg": leg})
-            await self._db(self.store.leg_event, leg, LegStatus.ENDED, now)
-            await self.links.credit.settle(leg)
+        """Every leg hung up, recorded at the moment it ended and settled, each on its own (one that
+        fails is logged and does not keep the others or the session from ending); media deleted."""
+        if self._keeper_task is not None:
+            self._keeper_task.cancel()
+        legs = list(self._legs.values())
+        for leg in legs:
+            if leg.placed and not leg.recorded:
+                self.links.kamailio.send({"type": "hangup", "leg": leg.id})
+        waiting = [leg.ended if leg.answered else leg.outcome for leg in legs if leg.placed and not leg.recorded]
+        if waiting:
+            await asyncio.wait([asyncio.shield(future) for future in waiting], timeout=HANGUP_WAIT_SECONDS)
+        for leg in legs:
+            try:
+                await self._close_leg(leg, reason)
+            except Exception:
+                log.exception("callback %s: leg %s could not be closed", self.due.session_id, leg.id)
         with contextlib.suppress(Exception):
             await self.media.delete()
-        if state is State.FAILED and self.due.access and self.due.attempts <= self.due.access.retry_attempts:
-            retry_at = now + timedelta(seconds=self.due.access.retry_interval_seconds)
-            await self._db(self.store.retry_later, self.due.session_id, retry_at)
-            log.info("callback %s: leg A not answered, retry at %s", self.due.session_id, retry_at)
-            return
-        await self._db(self.store.end, self.due.session_id, state.value, reason, now)
-        log.info("callback %s: %s (%s)", self.due.session_id, state.value, reason)
+        now = utcnow()
+        try:
+            if state is State.FAILED and self.due.access and self.due.attempts <= self.due.access.retry_attempts:
+                retry_at = now + timedelta(seconds=self.due.access.retry_interval_seconds)
+                await self._db(self.store.retry_later, self.due.session_id, retry_at)
+                log.info("callback %s: leg A not answered, retry at %s", self.due.session_id, retry_at)
+                return
+            await self._db(self.store.end, self.due.session_id, state.value, reason, now)
+            log.info("callback %s: %s (%s)", self.due.session_id, state.value, reason)
+        except Exception:
+            log.exception("callback %s: its end could not be recorded", self.due.session_id)
+
+    async def _close_leg(self, leg: Leg, reason: str) -> None:
+        if not leg.recorded:
+            if not leg.placed:
+                await self._db(self.store.leg_event, leg.id, LegStatus.CANCELLED, utcnow(), None, "not placed")
+            elif leg.answered:
+                ended = leg.ended.result() if leg.ended.done() else None
+                await self._db(self.store.leg_event, leg.id, LegStatus.ENDED, event_time(ended))
+                by = (ended or {}).get("by")
+                if by == "peer":
+                    await self._db(self.store.leg_hung_up, leg.id, "peer", "hung up")
+                else:  # we hung it up as the session ended, or Kamailio did at its hard deadline
+                    await self._db(self.store.leg_hung_up, leg.id, "platform", reason if by != "max_duration" else by)
+            else:
+                outcome = leg.outcome.result() if leg.outcome.done() else None
+                code = (outcome or {}).get("code")
+                status = LegStatus.CANCELLED if code in (None, 487) else failure_status(code)
+                await self._db(self.store.leg_event, leg.id, status, event_time(outcome), code)
+            leg.recorded = True
+        await self._settle(leg)

@@ -8,6 +8,10 @@
 
 Leg A hanging up ends everything from any state (the flow task is cancelled and `_finish` cleans
 up: legs hung up, media deleted, every leg settled). What flows share is in `callback/flow.py`.
+
+Credit: a caller whose caller ID names the account has leg A reserved before it is dialled, with a
+standby for the destination's first increment; a caller identified by PIN has it reserved when the
+PIN names the account (refused: it is told why and hung up, and nobody is billed for the leg).
 """
 
 from __future__ import annotations
@@ -34,14 +38,14 @@ log = logging.getLogger(__name__)
 class RegularCallback(CallbackFlow):
     async def _flow(self) -> tuple[State, str]:
         if not await self._call_a():
+            if self.refusal is not None:
+                return State.ENDED, f"refused: {self.refusal.value}"
             return State.FAILED, "leg A not answered"
         await self.enter(State.AUTHORIZING)
-        if not await self._authorize():
+        refused = await self._authorize()
+        if refused is not None:
             await self.say(Prompt.GOODBYE, interruptible=False)
-            return State.ENDED, "not authorized"
-        if not await self._bill_leg_a():
-            await self.say(Prompt.GOODBYE, interruptible=False)
-            return State.ENDED, "leg A refused by credit control"
+            return State.ENDED, refused
         if self.due.access is None or self.due.access.announce_balance:
             free = await self._db(self.store.free_credit, self.account.id, utcnow())
             await self.say(Prompt.BALANCE, amount=amount_words(free, self.account.currency, self.language))
@@ -61,7 +65,11 @@ class RegularCallback(CallbackFlow):
         await self.say(Prompt.GOODBYE, interruptible=False)
         return State.ENDED, "no destination"
 
-    async def _authorize(self) -> bool:
+    async def _authorize(self) -> str | None:
+        """Who pays, and leg A's credit reserved for them; why not, when nobody does."""
+        if self.a.granted is not None:  # paid from the start: the caller ID named the account
+            self.language = language_of(self.account.language)
+            return None
         access = self.due.access
         if access is None or access.allow_ani:
             self.account = await self._db(self.store.account_by_caller, self.due.caller)
@@ -70,13 +78,18 @@ class RegularCallback(CallbackFlow):
             if self.account is not None and (access is None or access.save_caller_id_on_pin):
                 await self._db(self.store.save_caller_id, self.account.id, self.due.caller)
         if self.account is None:
-            return False
+            return "not authorized"
         if self.account.status is not AccountStatus.ACTIVE:
             await self.say(Prompt.ACCOUNT_UNAVAILABLE, interruptible=False)
-            return False
+            return "not authorized"
         self.language = language_of(self.account.language)
         await self._db(self.store.attach_account, self.due.session_id, self.account.id)
-        return True
+        if not await self._reserve_a(prompt_refusal=True):
+            # Nobody pays for what leg A talked so far: the platform carried it, the account is not
+            # billed for a call it could not afford.
+            await self._db(self.store.attach_account, self.due.session_id, None)
+            return "leg A refused by credit control"
+        return None
 
     async def _ask_pin(self) -> AccountView | None:
         for _ in range(PIN_ATTEMPTS):

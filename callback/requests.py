@@ -1,5 +1,6 @@
-"""Asking for a connect-two call (web callback, SMS "CB <A> <B>") and cancelling one: the checks every
-request passes before a session is queued, whoever asks. The controller's scheduler places queued
+"""Asking for a callback of a known account (web callback, SMS "CB", "CB <number>" and "CB <A> <B>")
+and cancelling one: the checks every request passes before a session is queued, whoever asks, and
+the credit for its legs reserved before anything is dialled. The controller's scheduler places queued
 sessions when due and stops those whose cancellation was asked for.
 
 Blocking SQLAlchemy; runs inside the caller's transaction.
@@ -10,10 +11,20 @@ from __future__ import annotations
 import enum
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from boomerang.store.models import Account, AccountStatus, CallbackKind, CallbackSession, LegRole
+from boomerang.store.models import (
+    Account,
+    AccountStatus,
+    CallbackKind,
+    CallbackSession,
+    CallLeg,
+    LegEvent,
+    LegRole,
+    LegStatus,
+)
+from callback.store import add_leg
 from rating import credit
 from rating.decisions import Reason
 from rating.tariff_cache import TariffCache
@@ -69,8 +80,8 @@ def connect_two(
     now: datetime,
     delay: timedelta = timedelta(0),
 ) -> CallbackSession:
-    """Queue a call to `a` (E.164), then `b`, bridged, paid by `account`; or raise RequestRefused
-    before anything is dialled."""
+    """Queue a call to `a` (E.164), then `b`, bridged, paid by `account`, with the credit for both
+    legs' first chunks reserved; or raise RequestRefused before anything is dialled."""
     if account.status is not AccountStatus.ACTIVE:
         raise RequestRefused(Refusal.ACCOUNT_UNAVAILABLE)
     if a == b:
@@ -86,21 +97,54 @@ def connect_two(
     ).first()
     if repeat is not None:
         raise RequestRefused(Refusal.REPEAT)
-    running = session.execute(
-        select(func.count()).select_from(CallbackSession).where(mine, CallbackSession.state.not_in(FINAL_STATES))
-    ).scalar_one()
-    if running >= account.max_concurrent_calls:
-        raise RequestRefused(Refusal.TOO_MANY)
-    for number, role in ((a, LegRole.A), (b, LegRole.B)):  # each leg's first increment must be affordable
-        decision = credit.authorize(session, tariffs, account.id, number, now=now, role=role)
-        if not decision.allowed:
-            raise RequestRefused(REFUSALS_BY_REASON[decision.reason], number)
+    return _reserved_ahead(session, tariffs, account, a, b, connect_two=True, kind=kind, request_ref=request_ref,
+                           now=now, delay=delay)  # fmt: skip
+
+
+def call_back(
+    session: Session,
+    tariffs: TariffCache,
+    account: Account,
+    caller: str,
+    destination: str | None,
+    *,
+    kind: CallbackKind,
+    request_ref: str,
+    now: datetime,
+    delay: timedelta = timedelta(0),
+) -> CallbackSession:
+    """Queue a regular callback of an identified account (an SMS "CB" or "CB <number>"): the caller,
+    then the destination named, or asked for on the phone; or raise RequestRefused before anything
+    is dialled. Leg A's first chunk is reserved, with the destination's (or a standby for it)."""
+    if account.status is not AccountStatus.ACTIVE:
+        raise RequestRefused(Refusal.ACCOUNT_UNAVAILABLE)
+    return _reserved_ahead(session, tariffs, account, caller, destination, connect_two=False, kind=kind,
+                           request_ref=request_ref, now=now, delay=delay)  # fmt: skip
+
+
+def _reserved_ahead(
+    session: Session,
+    tariffs: TariffCache,
+    account: Account,
+    a: str,
+    b: str | None,
+    *,
+    connect_two: bool,
+    kind: CallbackKind,
+    request_ref: str,
+    now: datetime,
+    delay: timedelta,
+) -> CallbackSession:
+    """The session and its legs, queued, with their credit reserved (in the caller's transaction,
+    under the account's lock: concurrent requests cannot together take more than the credit, nor
+    more calls than `max_concurrent_calls`). Refused: nothing of it is written."""
+    savepoint = session.begin_nested()
     queued = CallbackSession(
         kind=kind,
         account_id=account.id,
         caller_number=a,
         destination_number=b,
-        connect_two=True,
+        connect_two=connect_two,
         request_ref=request_ref,
         state="requested",
         requested_at=now,
@@ -108,6 +152,16 @@ def connect_two(
     )
     session.add(queued)
     session.flush()
+    legs = [add_leg(session, queued.id, LegRole.A, 1, a, now)]
+    if b is not None:
+        legs.append(add_leg(session, queued.id, LegRole.B, 1, b, now))
+    standby = legs[:1] if b is None else []
+    decisions = credit.reserve_many(session, tariffs, legs, now=now, standby=standby)
+    for number, decision in zip((a, b), decisions, strict=False):
+        if not decision.allowed:
+            savepoint.rollback()
+            raise RequestRefused(REFUSALS_BY_REASON[decision.reason], number)
+    savepoint.commit()
     return queued
 
 
@@ -130,10 +184,16 @@ def _stop(session: Session, session_id: str, now: datetime, *conditions) -> bool
     ).scalar_one_or_none()
     if found is None:
         return False
-    session.execute(
+    not_placed = session.execute(
         update(CallbackSession)
         .where(CallbackSession.id == session_id, CallbackSession.state == "requested")
         .values(state="ended", end_reason="cancelled", ended_at=now)
-    )
+    ).rowcount
     found.cancel_requested_at = now
+    if not_placed:  # its credit, reserved when it was asked for, is free again at once
+        for leg in session.execute(select(CallLeg).where(CallLeg.session_id == session_id)).scalars():
+            credit.release(session, leg.id, now=now)
+            if leg.ended_at is None:
+                leg.status, leg.ended_at = LegStatus.CANCELLED, now
+                session.add(LegEvent(leg_id=leg.id, status=LegStatus.CANCELLED, at=now, detail="not placed"))
     return True

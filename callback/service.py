@@ -25,7 +25,7 @@ from callback.regular import RegularCallback
 from callback.sms import SmsDesk
 from callback.sms_store import SmsStore
 from callback.speech import SpeechCache, ringback_tone
-from callback.store import CallbackStore
+from callback.store import HEARTBEAT_SECONDS, CallbackStore
 
 log = logging.getLogger("callback")
 
@@ -42,6 +42,7 @@ class Controller:
         self.speech = SpeechCache(settings.paths_var_dir / "prompts")
         self.sessions: dict[str, CallbackFlow] = {}
         self._wake = asyncio.Event()
+        self._noting: set[asyncio.Future] = set()  # records being written, referenced till done
         self.sms = SmsDesk(SmsStore(self.store, settings.numbers_blocked_prefixes), self.kamailio, self._wake.set)
 
     async def run(self) -> None:
@@ -51,9 +52,13 @@ class Controller:
                 tasks.create_task(self.kamailio.run())
                 tasks.create_task(self.rtpengine.run())
                 await self._wait_connected()
-                for leg in await asyncio.to_thread(self.store.recover, utcnow()):
+                interrupted, unrated = await asyncio.to_thread(self.store.recover, utcnow())
+                for leg in interrupted:
                     log.warning("leg %s was up when the controller stopped: hung up and settled", leg)
                     self.kamailio.send({"type": "hangup", "leg": leg})
+                for leg in unrated:
+                    log.warning("leg %s could not be rated: recorded at no cost", leg)
+                    self.kamailio.send({"type": "alert", "alert": "unrated_leg"})
                 links = Links(
                     self.kamailio, self.rtpengine, self.speech, self.store,
                     await ringback_tone(self.settings.paths_var_dir / "prompts"),
@@ -61,6 +66,7 @@ class Controller:
                 )  # fmt: skip
                 _report_ready()
                 tasks.create_task(self._heartbeat())
+                tasks.create_task(self._legs_alive())
                 tasks.create_task(self._schedule(links))
                 tasks.create_task(self.sms.run())
         finally:
@@ -112,10 +118,16 @@ class Controller:
         leg = message.get("leg")
         if leg is None:
             return
+        if kind == "leg_late_answer":  # Kamailio hung it up at once; whether or not a flow still runs it
+            note = "answered after it was cancelled: hung up at once"
+            noting = asyncio.ensure_future(asyncio.to_thread(self.store.leg_note, str(leg), note, utcnow()))
+            self._noting.add(noting)
+            noting.add_done_callback(self._noting.discard)
         for flow in self.sessions.values():
             if flow.owns(leg):
-                if kind == "leg_dtmf" and leg == flow.a_leg:  # SIP INFO digits; B's are ignored
-                    flow.on_digit(str(message.get("digit", "")))
+                if kind == "leg_dtmf":  # SIP INFO digits; B's are ignored
+                    if flow.a is not None and leg == flow.a.id:
+                        flow.on_digit(str(message.get("digit", "")))
                 else:
                     flow.on_leg_event(message)
                 return
@@ -128,6 +140,16 @@ class Controller:
         flow = self.sessions.get(call_id)
         if flow is not None and party == A:  # digits from leg B are ignored
             flow.on_digit(digit)
+
+    async def _legs_alive(self) -> None:
+        """Record, every few seconds, that the legs up are up: a restart bills them to here."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            legs = [leg for flow in list(self.sessions.values()) for leg in flow.up_legs()]
+            try:
+                await asyncio.to_thread(self.store.mark_alive, legs, utcnow())
+            except Exception:
+                log.exception("the heartbeat of %d legs could not be recorded", len(legs))
 
     async def _heartbeat(self) -> None:
         """Check that both engines still answer, and say so in the log when one does not."""

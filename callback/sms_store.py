@@ -19,7 +19,6 @@ from boomerang.store.models import (
     AccountStatus,
     AuthorizedCallerId,
     CallbackKind,
-    CallbackSession,
     CallerIdOrigin,
     Gateway,
     SmsDirection,
@@ -30,7 +29,7 @@ from boomerang.store.models import (
 from callback import requests
 from callback import sms_commands as words
 from callback.sms_commands import Command, CommandError, Verb
-from callback.store import REQUESTED, CallbackStore
+from callback.store import CallbackStore
 from rating import credit
 
 SENDER_LIMIT_PER_HOUR = 20  # texts one phone may send in an hour before commands are refused
@@ -152,27 +151,13 @@ class SmsStore:
             outcome.callback_requested = True
             return words.CONNECTING.format(a=a, b=b)
         destination = self._number(command.numbers[0], account) if command.verb is Verb.CALL_ME_TO else None
-        self._request(session, message, account, caller=message.sender, destination=destination, now=now)
+        try:
+            requests.call_back(session, self.store.tariffs, account, message.sender, destination, kind=CallbackKind.SMS,
+                               request_ref=f"sms:{message.id}", now=now, delay=CALLBACK_DELAY)  # fmt: skip
+        except requests.RequestRefused as refused:
+            return str(refused)
         outcome.callback_requested = True
         return words.CALLING_YOU if destination is None else words.CALLING_YOU_TO.format(number=destination)
-
-    @staticmethod
-    def _request(session: Session, message: SmsMessage, account: Account, caller: str, destination: str | None,
-                 now: datetime) -> None:  # fmt: skip
-        """A callback session the controller's scheduler places when due (3 s from now)."""
-        session.add(
-            CallbackSession(
-                kind=CallbackKind.SMS,
-                account_id=account.id,
-                gateway_id=None,  # an SMS gateway may carry no calls: the legs go by the usual routes
-                caller_number=caller,
-                destination_number=destination,
-                request_ref=f"sms:{message.id}",
-                state=REQUESTED,
-                requested_at=now,
-                due_at=now + CALLBACK_DELAY,
-            )
-        )
 
     def _register(self, session: Session, message: SmsMessage, command: Command, now: datetime) -> str:
         if _failed_registrations(session, message, now - timedelta(hours=1)) >= PIN_FAILURES_PER_HOUR:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import wave
 from pathlib import Path
 
 # espeak-ng voices per catalogue language.
@@ -49,6 +50,12 @@ class SpeechCache:
         raw.unlink(missing_ok=True)
         final.replace(path)  # atomic: a reader never sees half a file
         return path
+
+
+def wav_seconds(path: Path) -> float:
+    """How long a rendered prompt plays."""
+    with wave.open(str(path), "rb") as audio:
+        return audio.getnframes() / audio.getframerate()
 
 
 async def _run(*argv: str) -> None:

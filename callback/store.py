@@ -6,9 +6,10 @@ Blocking SQLAlchemy calls; the asyncio controller runs them in worker threads (`
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select, update
@@ -29,16 +30,31 @@ from boomerang.store.models import (
     LegEvent,
     LegRole,
     LegStatus,
+    Reservation,
 )
 from boomerang.store.types import utcnow
 from rating import cdrs, credit
 from rating.decisions import Decision, Grant
 from rating.tariff_cache import TariffCache
 
+log = logging.getLogger(__name__)
+
 # Session states a controller owns while the call runs; "requested" waits for a controller.
 REQUESTED = "requested"
 FINAL_STATES = ("ended", "failed")
 FINAL_LEG_STATUSES = (LegStatus.BUSY, LegStatus.NO_ANSWER, LegStatus.FAILED, LegStatus.CANCELLED, LegStatus.ENDED)
+
+
+HEARTBEAT_SECONDS = 2  # how often the controller records that the legs it runs are up
+
+
+def last_known_up(answered_at: datetime, alive_at: datetime | None, granted: int | None, now: datetime) -> datetime:
+    """Where a leg interrupted by an outage ends for billing: the last moment the platform knew it
+    was up, never past what was reserved for it, never the downtime."""
+    ended = max(alive_at or answered_at, answered_at)
+    if granted is not None:
+        ended = min(ended, answered_at + timedelta(seconds=granted))
+    return min(ended, now)
 
 
 def _each_or_alone(together: Callable[[list[str]], list], keys: list[str]) -> list:
@@ -96,6 +112,9 @@ class DueCallback:
     caller_id: str = ""  # what leg A shows: the access number dialled, B's number, the SMS number
     connect_two: bool = False  # A, then B (`destination`), bridged, no IVR: callback/connect_two.py
     service_number: str = ""  # our number: shown instead of a party's number the account hides
+    # Legs reserved when the callback was asked for (SMS and web callbacks), by role: placed as
+    # they are, once their reservations are renewed.
+    reserved: dict[LegRole, str] = field(default_factory=dict)
 
 
 def _view(account: Account) -> AccountView:
@@ -186,9 +205,19 @@ class CallbackStore:
                         self._caller_id_for(session, row, access),
                         row.connect_two,
                         self._service_number(row, access),
+                        self._reserved_legs(session, row.id),
                     )
                 )
         return claimed
+
+    @staticmethod
+    def _reserved_legs(session, session_id: str) -> dict[LegRole, str]:
+        queued = session.execute(
+            select(CallLeg.role, CallLeg.id)
+            .join(Reservation, Reservation.leg_id == CallLeg.id)
+            .where(CallLeg.session_id == session_id, CallLeg.status == LegStatus.QUEUED)
+        ).all()
+        return dict(queued)
 
     def _service_number(self, row: CallbackSession, access: AccessNumber | None) -> str:
         """The number of ours the request came to: the access number dialled, or the SMS number."""
@@ -228,9 +257,16 @@ class CallbackStore:
                 .limit(1)
             ).scalar_one_or_none()
 
-    def set_state(self, session_id: str, state: str) -> None:
+    def set_state(self, session_id: str, state: str, now: datetime | None = None) -> None:
+        """The session enters `state`; its legs that are up are known up at `now` (a heartbeat)."""
         with transaction(self._writes) as session:
             session.execute(update(CallbackSession).where(CallbackSession.id == session_id).values(state=state))
+            if now is not None:
+                session.execute(
+                    update(CallLeg)
+                    .where(CallLeg.session_id == session_id, CallLeg.status == LegStatus.ANSWERED)
+                    .values(alive_at=now)
+                )
 
     def retry_later(self, session_id: str, due_at: datetime) -> None:
         with transaction(self._writes) as session:
@@ -246,17 +282,21 @@ class CallbackStore:
                 .values(state=state, end_reason=reason[:64], ended_at=at)
             )
 
-    def attach_account(self, session_id: str, account_id: int) -> None:
+    def attach_account(self, session_id: str, account_id: int | None) -> None:
         with transaction(self._writes) as session:
             session.execute(
                 update(CallbackSession).where(CallbackSession.id == session_id).values(account_id=account_id)
             )
 
-    def recover(self, now: datetime) -> list[str]:
-        """After a restart: sessions a controller was running are over. Their legs end now and are
-        settled; a session cut before its first leg was placed is requested again. Returns the legs
-        that were still up, for the controller to hang up."""
-        interrupted = []
+    def recover(self, now: datetime) -> tuple[list[str], list[str]]:
+        """After a restart: sessions a controller was running are over. A leg that was up ends at
+        the last moment the controller knew it was up (its heartbeat), never past its grant, and
+        is settled; a session cut before its first leg was placed is requested again. Each session
+        and each leg on its own: one that cannot be closed is logged and left for the next start,
+        and does not keep the others from closing. Returns the legs that were still up, for the
+        controller to hang up, and the legs that could not be rated, for it to raise the alarm."""
+        interrupted: list[str] = []
+        unrated: list[str] = []
         with transaction(self._reads) as session:
             running = list(
                 session.execute(
@@ -264,20 +304,45 @@ class CallbackStore:
                 ).scalars()
             )
         for session_id in running:
-            with transaction(self._writes) as session:
-                legs = list(session.execute(select(CallLeg).where(CallLeg.session_id == session_id)).scalars())
-                if not legs:
-                    session.execute(
-                        update(CallbackSession).where(CallbackSession.id == session_id).values(state=REQUESTED)
+            try:
+                interrupted += self._recover_session(session_id, now, unrated)
+            except Exception:
+                log.exception("callback %s could not be closed after the restart", session_id)
+        return interrupted, unrated
+
+    def _recover_session(self, session_id: str, now: datetime, unrated: list[str]) -> list[str]:
+        interrupted = []
+        with transaction(self._writes) as session:
+            legs = list(session.execute(select(CallLeg).where(CallLeg.session_id == session_id)).scalars())
+            if not legs:
+                session.execute(update(CallbackSession).where(CallbackSession.id == session_id).values(state=REQUESTED))
+                return []
+            grants = dict(
+                session.execute(
+                    select(Reservation.leg_id, Reservation.granted_seconds).where(
+                        Reservation.leg_id.in_([leg.id for leg in legs])
                     )
-                    continue
-                for leg in legs:
-                    if leg.status not in FINAL_LEG_STATUSES:
-                        status = LegStatus.ENDED if leg.answered_at else LegStatus.FAILED
-                        self._record(session, leg, status, now, None, "controller restarted")
-                        interrupted.append(leg.id)
+                ).all()
+            )
             for leg in legs:
-                self.settle(leg.id, now)
+                if leg.status in FINAL_LEG_STATUSES:
+                    continue
+                if leg.answered_at is None:
+                    self._record(session, leg, LegStatus.FAILED, now, None, "controller restarted")
+                    continue
+                ended = last_known_up(leg.answered_at, leg.alive_at, grants.get(leg.id), now)
+                self._record(session, leg, LegStatus.ENDED, ended, None, "controller restarted")
+                leg.hangup_by, leg.hangup_cause = "platform", "controller restarted"
+                interrupted.append(leg.id)
+        failed = False
+        for leg in legs:
+            try:
+                if self.settle(leg.id, now) is not None:
+                    unrated.append(leg.id)
+            except Exception:
+                failed = True
+                log.exception("leg %s of callback %s could not be settled after the restart", leg.id, session_id)
+        if not failed:
             self.end(session_id, "ended", "controller restarted", now)
         return interrupted
 
@@ -285,12 +350,18 @@ class CallbackStore:
 
     def new_leg(self, session_id: str, role: LegRole, sequence: int, number: str, caller_id: str) -> str:
         with transaction(self._writes) as session:
-            leg = CallLeg(session_id=session_id, role=role, sequence=sequence, number=number, caller_id=caller_id)
-            session.add(leg)
-            session.flush()
-            leg.sip_call_id = f"{leg.id}@boomerang"
-            session.add(LegEvent(leg_id=leg.id, status=LegStatus.QUEUED, at=utcnow()))
-            return leg.id
+            return add_leg(session, session_id, role, sequence, number, utcnow(), caller_id)
+
+    def set_caller_id(self, leg_id: str, caller_id: str) -> None:
+        """What a leg reserved ahead shows the called party, now that it is placed."""
+        with transaction(self._writes) as session:
+            session.execute(update(CallLeg).where(CallLeg.id == leg_id).values(caller_id=caller_id[:32]))
+
+    def mark_alive(self, leg_ids: list[str], now: datetime) -> None:
+        """The legs are up now (the heartbeat a recovery bills to)."""
+        if leg_ids:
+            with transaction(self._writes) as session:
+                session.execute(update(CallLeg).where(CallLeg.id.in_(leg_ids)).values(alive_at=now))
 
     def leg_event(
         self, leg_id: str, status: LegStatus, at: datetime, sip_code: int | None = None, detail: str = ""
@@ -310,6 +381,13 @@ class CallbackStore:
         if status in FINAL_LEG_STATUSES and leg.ended_at is None:
             leg.ended_at = at
         session.add(LegEvent(leg_id=leg.id, status=status, at=at, sip_code=sip_code, detail=detail[:255]))
+
+    def leg_note(self, leg_id: str, detail: str, at: datetime) -> None:
+        """Something happened to a leg that does not change its status (an answer after our CANCEL)."""
+        with transaction(self._writes) as session:
+            leg = session.get(CallLeg, leg_id)
+            if leg is not None:
+                session.add(LegEvent(leg_id=leg.id, status=leg.status, at=at, detail=detail[:255]))
 
     def leg_hung_up(self, leg_id: str, by: str, cause: str) -> None:
         with transaction(self._writes) as session:
@@ -361,33 +439,59 @@ class CallbackStore:
         with transaction(self._reads) as session:
             return credit.authorize(session, self.tariffs, account_id, number, now=now, call_id=session_id)
 
-    def reserve_many(self, leg_ids: list[str], now: datetime) -> list[Decision | Exception]:
-        """`reserve` for the legs of many calls in one transaction; see `_each_or_alone`.
-        For the credit desk's reserving thread only."""
+    def reserve_many(self, requests: list[tuple[str, bool]], now: datetime) -> list[Decision | Exception]:
+        """`reserve` for the legs of many calls in one transaction, each (leg, with a standby for its
+        destination); see `_each_or_alone`. For the credit desk's reserving thread only."""
 
-        def together(legs: list[str]) -> list[Decision]:
+        def together(batch: list[tuple[str, bool]]) -> list[Decision]:
+            legs = [leg_id for leg_id, _ in batch]
+            standby = [leg_id for leg_id, wanted in batch if wanted]
             with self._reserving.transaction() as session:
-                return credit.reserve_many(session, self.tariffs, legs, now=now)
+                return credit.reserve_many(session, self.tariffs, legs, now=now, standby=standby)
 
-        return _each_or_alone(together, leg_ids)
+        return _each_or_alone(together, requests)
+
+    def renew(self, leg_ids: list[str], now: datetime) -> dict[str, int] | None:
+        """Legs reserved when the call was asked for keep their credit: their granted seconds; None
+        when one's reservation had expired and its credit went to other calls (nothing is placed)."""
+        with transaction(self._writes) as session:
+            grants = credit.extend(session, leg_ids, now=now, seconds=0)
+            if any(grant.expires_at <= now for grant in grants):
+                return None
+            return {grant.leg_id: grant.granted_seconds for grant in grants}
 
     def extend(self, leg_ids: list[str], now: datetime) -> list[Grant]:
         with transaction(self._writes) as session:
             return credit.extend(session, leg_ids, now=now)
 
-    def settle(self, leg_id: str, now: datetime) -> None:
+    def settle(self, leg_id: str, now: datetime) -> str | None:
         """Rate an ended leg and charge it, or release an unanswered leg's reservation; idempotent.
-        A leg of nobody (a caller who never identified) has nothing to bill."""
+        A leg of nobody (a caller who never identified) has nothing to bill. Returns why the leg
+        could not be rated, if it could not."""
         with transaction(self._writes) as session:
-            cdrs.settle_many(session, [leg_id], now=now, cache=self.tariffs, skip_unowned=True)
+            [cdr] = cdrs.settle_many(session, [leg_id], now=now, cache=self.tariffs, skip_unowned=True)
+            return cdr.unrated_reason if cdr is not None else None
 
-    def settle_many(self, leg_ids: list[str], now: datetime) -> list[None | Exception]:
+    def settle_many(self, leg_ids: list[str], now: datetime) -> list[str | None | Exception]:
         """`settle` for the legs of many calls in one transaction; see `_each_or_alone`.
         For the credit desk's settling thread only."""
 
-        def together(legs: list[str]) -> list[None]:
+        def together(legs: list[str]) -> list[str | None]:
             with self._settling.transaction() as session:
-                cdrs.settle_many(session, legs, now=now, cache=self.tariffs, skip_unowned=True)
-                return [None] * len(legs)
+                settled = cdrs.settle_many(session, legs, now=now, cache=self.tariffs, skip_unowned=True)
+                return [cdr.unrated_reason if cdr is not None else None for cdr in settled]
 
         return _each_or_alone(together, leg_ids)
+
+
+def add_leg(
+    session, session_id: str, role: LegRole, sequence: int, number: str, now: datetime, caller_id: str = ""
+) -> str:
+    """A call leg of the session, queued: its row, its SIP Call-ID and its first status."""
+    leg = CallLeg(session_id=session_id, role=role, sequence=sequence, number=number, caller_id=caller_id,
+                  created_at=now)  # fmt: skip
+    session.add(leg)
+    session.flush()
+    leg.sip_call_id = f"{leg.id}@boomerang"
+    session.add(LegEvent(leg_id=leg.id, status=LegStatus.QUEUED, at=now))
+    return leg.id

@@ -13,6 +13,7 @@ a controller that dies cannot leave a call up. Events go to the controller over 
 """
 
 import json
+import time
 
 import KSR
 
@@ -21,6 +22,11 @@ from kemi import controller_channel, metrics
 LEGS = "legs"
 DEADLINES = "leg_deadline"
 COUNTERS = "leg_counters"  # "answered": legs up right now, on this Kamailio
+LATE_ANSWERS = "late_answers"  # Call-IDs of legs hung up because they answered after our CANCEL
+LATE_ANSWER_MEMORY_SECONDS = 64  # longer than a 200 is retransmitted (64 * T1)
+LATE_BYES = "late_byes"  # the BYEs to send for them, once tm has acknowledged their 200
+LATE_BYE_DELAY_SECONDS = 0.05
+CALL_ID_SUFFIX = "@boomerang"  # the Call-ID of every leg we place: its leg id and this
 LEG_STATE_SECONDS = 86400  # a leg's record outlives any call, and is removed when the leg ends
 UAC_FIRST_CSEQ = 10  # uac_req_send numbers its INVITE 10
 FAILOVER_CODES = (408, 500, 502, 503, 504)  # the gateway failed, not the called party: try the next
@@ -54,7 +60,7 @@ class LegStore:
 
 
 def call_id_for(leg_id):
-    return leg_id + "@boomerang"
+    return leg_id + CALL_ID_SUFFIX
 
 
 def _event(leg, kind, **fields):
@@ -184,10 +190,16 @@ def on_reply():
     """Reply route: 1xx (with early-media SDP if any) and the 2xx of one of our INVITEs.
 
     Failures are handled in on_failure: the uac module runs that for negative replies and timeouts.
+    A 2xx for a leg we cancelled (it crossed our CANCEL, or the far end answered on it), or for a
+    Call-ID of ours we no longer know, gets a BYE at once: nobody pays for such a call.
     """
     call_id = KSR.pv.get("$ci") or ""
     code = int(KSR.pv.get("$rs") or 0)
-    if KSR.htable.sht_get(LEGS, call_id) is None or code == 100 or code >= 300 or KSR.pv.get("$rm") != "INVITE":
+    if code == 100 or code >= 300 or KSR.pv.get("$rm") != "INVITE":
+        return
+    if KSR.htable.sht_get(LEGS, call_id) is None:
+        if code >= 200 and call_id.endswith(CALL_ID_SUFFIX):
+            _late_answer({"leg": call_id[: -len(CALL_ID_SUFFIX)], "call_id": call_id})
         return
     LegStore.lock(call_id)
     try:
@@ -197,10 +209,45 @@ def on_reply():
         if code < 200:
             body = KSR.pv.get("$rb") or ""
             _event(leg, "leg_progress", code=code, sdp=body if "v=0" in body else "")
-        elif leg["state"] == "calling":  # a retransmitted 200 changes nothing
+        elif leg["state"] != "calling":
+            return  # a retransmitted 200 changes nothing
+        elif leg.get("cancelled"):
+            LegStore.remove(call_id)
+            _late_answer(leg)
+        else:
             _answered(leg)
     finally:
         LegStore.unlock(call_id)
+
+
+def _late_answer(leg):
+    """Hang up a leg that answered when we no longer wanted it, once per Call-ID whatever the
+    retransmissions of its 200. tm acknowledges the 200 once this reply route is done; the BYE must
+    follow that ACK, so it is queued for the late-BYE timer (`send_late_byes`), due at once."""
+    if KSR.htable.sht_get(LATE_ANSWERS, leg["call_id"]) is not None:
+        return
+    KSR.htable.sht_setxs(LATE_ANSWERS, leg["call_id"], "1", LATE_ANSWER_MEMORY_SECONDS)
+    _dialog_from_reply(leg)
+    leg["bye_at"] = time.time() + LATE_BYE_DELAY_SECONDS
+    KSR.htable.sht_setxs(LATE_BYES, leg["call_id"], json.dumps(leg, separators=(",", ":")), LATE_ANSWER_MEMORY_SECONDS)
+    metrics.leg("late_answer")
+    KSR.warn("leg " + leg["leg"] + " answered after it was cancelled: hung up\n")
+    _event(leg, "leg_late_answer")
+
+
+def send_late_byes():
+    """Kamailio's late-BYE timer (rtimer, every 100 ms): the BYEs due for legs answered too late."""
+    queued = []
+    KSR.htable.sht_iterator_start("late", LATE_BYES)
+    while KSR.htable.sht_iterator_next("late") > 0:
+        queued.append((KSR.pv.get("$shtitkey(late)"), KSR.pv.get("$shtitval(late)")))
+    KSR.htable.sht_iterator_end("late")
+    now = time.time()
+    for call_id, value in queued:
+        leg = json.loads(value)
+        if leg["bye_at"] <= now:
+            KSR.htable.sht_rm(LATE_BYES, call_id)
+            _send_bye(leg, store=False)
 
 
 def on_failure():
@@ -229,9 +276,9 @@ def on_failure():
         LegStore.unlock(call_id)
 
 
-def _answered(leg):
+def _dialog_from_reply(leg):
+    """The dialog a 2xx to our INVITE set up, from the reply in hand: what a BYE needs."""
     leg.update(
-        state="answered",
         from_tag=KSR.pv.get("$ft"),
         to_tag=KSR.pv.get("$tt"),
         from_uri=KSR.pv.get("$fu"),
@@ -240,6 +287,11 @@ def _answered(leg):
         route_set=list(reversed(_record_routes())),
         cseq=int(KSR.pv.get("$cs") or UAC_FIRST_CSEQ),
     )
+
+
+def _answered(leg):
+    leg["state"] = "answered"
+    _dialog_from_reply(leg)
     LegStore.put(leg)
     KSR.htable.sht_setxs(DEADLINES, leg["call_id"], leg["leg"], leg["max_seconds"])
     metrics.active_legs(_count_answered(+1))
@@ -354,11 +406,11 @@ def _count_answered(change):
         KSR.htable.sht_unlock(COUNTERS, "answered")
 
 
-def _send_bye(leg):
-    _send_in_dialog(leg, "BYE", "", "")
+def _send_bye(leg, store=True):
+    _send_in_dialog(leg, "BYE", "", "", store)
 
 
-def _send_in_dialog(leg, method, extra_headers, body):
+def _send_in_dialog(leg, method, extra_headers, body, store=True):
     leg["cseq"] += 1
     routes = leg.get("route_set") or []
     headers = (
@@ -376,4 +428,5 @@ def _send_in_dialog(leg, method, extra_headers, body):
     )
     next_hop = _contact_uri(routes[0]) if routes else ""
     KSR.tm.t_uac_send(method, leg["remote_target"], next_hop, "", headers, body)
-    LegStore.put(leg)
+    if store:
+        LegStore.put(leg)

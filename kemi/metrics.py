@@ -15,6 +15,8 @@ REFUSED = "boomerang_sip_refused_total"  # label reason: untrusted, flood, relay
 SMS_RECEIVED = "boomerang_sms_received_total"
 LEGS = "boomerang_legs_total"  # label event: originated, answered, failed, ended_peer, ...
 ACTIVE_LEGS = "boomerang_active_legs"
+ALERTS = "boomerang_alerts_total"  # label alert: what an operator must look at (ALERTS_RAISED)
+ALERTS_RAISED = ("unrated_leg",)  # a leg recorded at no cost because nothing rated it
 
 
 def trigger(outcome):
@@ -31,6 +33,14 @@ def sms_received():
 
 def leg(event):
     KSR.xhttp_prom.counter_inc_l1(LEGS, 1, event)
+
+
+def alert(command):
+    """{"type": "alert", "alert"}: the call controller raises an alert (one of ALERTS_RAISED)."""
+    name = str(command["alert"])
+    if name not in ALERTS_RAISED:
+        raise ValueError("unknown alert " + name[:40])
+    KSR.xhttp_prom.counter_inc_l1(ALERTS, 1, name)
 
 
 def active_legs(count):

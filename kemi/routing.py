@@ -39,6 +39,7 @@ class KamailioRouting:
             "set_max_duration": lambda message: legs.set_max_duration(self.directory, message),
             "reinvite": legs.reinvite,
             "send_sms": lambda message: sms_egress.send(self.directory, message),
+            "alert": metrics.alert,
         }
 
     def child_init(self, rank):
@@ -173,6 +174,13 @@ class KamailioRouting:
     def ksr_htable_event(self, msg, evname):
         if evname == "htable:expired:" + legs.DEADLINES:
             legs.on_deadline_expired()
+        return 1
+
+    def ksr_rtimer_late_byes(self, msg, evname):
+        try:
+            legs.send_late_byes()
+        except Exception as exc:  # keep the timer process alive
+            KSR.err("late BYE timer failed: " + repr(exc)[:500] + "\n")
         return 1
 
     def ksr_xhttp_event(self, msg, evname):

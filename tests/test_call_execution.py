@@ -168,6 +168,17 @@ def test_cancelling_a_ringing_leg(edge, controller, gateways):
     assert gateway.finish()[0] == 0
 
 
+def test_an_answer_crossing_our_cancel_is_hung_up_at_once(edge, controller, gateways):
+    gateway = gateways("primary", "gw_answer_after_cancel.xml")
+    leg = originate(controller)
+    assert events_of(controller, leg, "leg_progress")
+    controller.send({"type": "hangup", "leg": leg})
+    assert events_of(controller, leg, "leg_late_answer")
+    code, messages = gateway.finish()
+    assert code == 0, messages[-3000:]  # the 200 was acknowledged, and a BYE came within 1 s
+    assert not events_of(controller, leg, "leg_answered", timeout=0.5)  # never a call of anybody's
+
+
 def test_kamailio_cuts_a_leg_at_its_maximum_duration_without_the_controller(edge, controller, gateways):
     gateway = gateways("primary", "gw_answer.xml")
     leg = originate(controller, max_seconds=2)

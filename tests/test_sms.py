@@ -24,7 +24,9 @@ from boomerang.store.models import (
     CallerIdOrigin,
     CallLeg,
     Gateway,
+    LegEvent,
     LegRole,
+    LegStatus,
     SmsDirection,
     SmsMessage,
     SmsStatus,
@@ -250,7 +252,11 @@ def test_cb_with_two_numbers_connects_them_with_no_ivr(platform, tmp_path):
     # Each side is shown the other's number; B is dialled as soon as A answers (nothing to ask).
     assert [(leg.role, leg.number, leg.caller_id) for leg in legs] == [(LegRole.A, a, b), (LegRole.B, b, a)]
     assert legs[1].answered_at is not None
-    assert legs[1].created_at - legs[0].answered_at < timedelta(seconds=2)
+    with transaction(sessions) as session:
+        dialled = session.execute(
+            select(LegEvent.at).where(LegEvent.leg_id == legs[1].id, LegEvent.status == LegStatus.DIALING)
+        ).scalar_one()
+    assert dialled - legs[0].answered_at < timedelta(seconds=2)
     assert callbacks_of(sessions, sender) == 0  # the sender is not called
 
 
@@ -271,5 +277,9 @@ def test_a_connect_two_call_cancelled_while_a_rings_is_hung_up(platform, tmp_pat
     ended = wait_for(lambda: (s := _session(sessions, a)) is not None and s.ended_at is not None and s, 15)
     assert ended and ended.end_reason == "cancelled"
     with transaction(sessions) as session:
-        roles = session.execute(select(CallLeg.role).where(CallLeg.session_id == ended.id)).scalars().all()
-    assert roles == [LegRole.A]  # B was never dialled
+        legs = session.execute(select(CallLeg).where(CallLeg.session_id == ended.id).order_by(CallLeg.role)).scalars()
+        b = [leg for leg in legs if leg.role is LegRole.B][0]
+        dialled = session.execute(
+            select(LegEvent.id).where(LegEvent.leg_id == b.id, LegEvent.status == LegStatus.DIALING)
+        ).first()
+    assert dialled is None and b.status is LegStatus.CANCELLED  # B was reserved, never dialled

@@ -86,14 +86,14 @@ def test_a_then_b_are_called_bridged_and_every_status_is_streamed_with_the_cost(
     carrier = GatewaySim("gw_connect_two.xml", port, tmp_path, 40, calls=2)
     started = start(alice)
     assert started.status_code == 201, started.text
-    assert started.json["state"] == "requested" and started.json["legs"] == []
+    assert started.json["state"] == "requested"  # both legs reserved before anything is dialled
+    assert [(leg["leg"], leg["status"]) for leg in started.json["legs"]] == [("A", "queued"), ("B", "queued")]
     stream = events(alice, started.json["id"])
     code, messages = carrier.finish()
     assert code == 0, messages[-2000:]
     assert statuses(stream) == [
-        ("A", "queued"), ("A", "dialing"), ("A", "ringing"), ("A", "answered"),
-        ("B", "queued"), ("B", "dialing"), ("B", "ringing"), ("B", "answered"),
-        ("B", "ended"), ("A", "ended"),
+        ("A", "queued"), ("B", "queued"), ("A", "dialing"), ("A", "ringing"), ("A", "answered"),
+        ("B", "dialing"), ("B", "ringing"), ("B", "answered"), ("B", "ended"), ("A", "ended"),
     ]  # fmt: skip
     kind, final = stream[-1]
     assert kind == "end" and final["end_reason"] == "completed"
@@ -110,7 +110,7 @@ def test_a_busy_ends_the_callback_and_b_is_never_called(platform, tmp_path):
     started = start(alice, b="+12025550502")
     stream = events(alice, started.json["id"])
     assert carrier.finish()[0] == 0
-    assert statuses(stream) == [("A", "queued"), ("A", "dialing"), ("A", "busy")]
+    assert statuses(stream) == [("A", "queued"), ("B", "queued"), ("A", "dialing"), ("A", "busy"), ("B", "cancelled")]
     assert stream[-1][1]["end_reason"] == "leg A not answered"
 
 
@@ -121,7 +121,9 @@ def test_a_not_answering_is_recorded_as_no_answer(platform, tmp_path):
     started = start(alice, b="+12025550507")
     stream = events(alice, started.json["id"])
     assert carrier.finish()[0] == 0
-    assert statuses(stream) == [("A", "queued"), ("A", "dialing"), ("A", "no_answer")]
+    assert statuses(stream) == [
+        ("A", "queued"), ("B", "queued"), ("A", "dialing"), ("A", "no_answer"), ("B", "cancelled")
+    ]  # fmt: skip
     final = stream[-1][1]
     assert final["end_reason"] == "leg A not answered" and final["legs"][0]["sip_code"] == 480
 
@@ -155,7 +157,7 @@ def test_cancel_while_a_rings_hangs_up(platform, tmp_path):
     code, messages = carrier.finish()
     assert code == 0, messages[-2000:]  # the phone got our CANCEL
     assert stream[-1][1]["end_reason"] == "cancelled"
-    assert {leg for leg, _ in statuses(stream)} == {"A"}
+    assert ("B", "dialing") not in statuses(stream) and statuses(stream)[-1] == ("B", "cancelled")
 
 
 def test_refusals_come_before_anything_is_dialled(platform):
