@@ -175,12 +175,13 @@ class CallbackFlow:
         self.state: State | None = None
         self.task: asyncio.Task | None = None
         self.cancelling = False  # its requester asked to stop it; the flow task was cancelled
+        self.finishing = False  # in `_finish`: nothing cancels it any more
         loop = asyncio.get_running_loop()
         self.keeper = CreditKeeper(
             extend=lambda legs: self._db(self.store.extend, list(legs), utcnow()),
             set_deadline=self._set_deadline,
             warn=self._warn,
-            end_call=lambda: self.task.cancel(OUT_OF_CREDIT) if self.task else None,
+            end_call=lambda: self.task.cancel(OUT_OF_CREDIT) if self.task and not self.finishing else None,
             clock=loop.time,
             bridged=lambda: self.b is not None and self.b.up,
         )
@@ -201,7 +202,7 @@ class CallbackFlow:
             return
         leg.on_event(event)
         if leg is self.a and event.get("type") == "leg_ended" and self.state not in (State.CALLING_A, None):
-            if self.task is not None:  # leg A is gone: stop wherever the flow is
+            if self.task is not None and not self.finishing:  # leg A is gone: stop wherever the flow is
                 self.task.cancel(GRANT_ENDED if event.get("by") == "max_duration" else LEG_A_GONE)
 
     def on_digit(self, digit: str) -> None:
@@ -325,7 +326,13 @@ class CallbackFlow:
             log.exception("callback %s failed", self.due.session_id)
             outcome = State.ENDED, "internal error"
         finally:
-            await asyncio.shield(self._finish(*outcome))
+            # The end runs to its end: the task (and so the session's routing of events, which the
+            # end waits for) lasts until every leg is closed, whatever cancels it meanwhile.
+            self.finishing = True
+            finish = asyncio.ensure_future(self._finish(*outcome))
+            while not finish.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(finish)
 
     async def _flow(self) -> tuple[State, str]:
         raise NotImplementedError

@@ -25,7 +25,7 @@ from boomerang.store.models import (
     LegStatus,
 )
 from callback.store import add_leg
-from rating import credit
+from rating import credit, ledger
 from rating.decisions import Reason
 from rating.tariff_cache import TariffCache
 
@@ -86,6 +86,7 @@ def connect_two(
         raise RequestRefused(Refusal.ACCOUNT_UNAVAILABLE)
     if a == b:
         raise RequestRefused(Refusal.SAME_NUMBER)
+    _lock(session, account)  # requests of one account one after the other, from here on
     mine = (CallbackSession.account_id == account.id) & CallbackSession.connect_two.is_(True)
     repeat = session.execute(
         select(CallbackSession.id).where(
@@ -118,8 +119,16 @@ def call_back(
     is dialled. Leg A's first chunk is reserved, with the destination's (or a standby for it)."""
     if account.status is not AccountStatus.ACTIVE:
         raise RequestRefused(Refusal.ACCOUNT_UNAVAILABLE)
+    _lock(session, account)
     return _reserved_ahead(session, tariffs, account, caller, destination, connect_two=False, kind=kind,
                            request_ref=request_ref, now=now, delay=delay)  # fmt: skip
+
+
+def _lock(session: Session, account: Account) -> None:
+    """The account's row lock, taken before anything of the request is written: the rows written
+    refer to the account, which on MariaDB takes a shared lock on its row, and two requests each
+    holding that and waiting for the exclusive lock credit control takes would deadlock."""
+    ledger.lock(session, account.id)
 
 
 def _reserved_ahead(

@@ -91,7 +91,7 @@ class Controller:
                 task.add_done_callback(lambda _, session_id=due.session_id: self.sessions.pop(session_id, None))
             for session_id in await asyncio.to_thread(self.store.cancel_requested, list(self.sessions)):
                 flow = self.sessions.get(session_id)
-                if flow is not None and flow.task is not None and not flow.cancelling:
+                if flow is not None and flow.task is not None and not flow.cancelling and not flow.finishing:
                     flow.cancelling = True
                     flow.task.cancel(CANCELLED)
             next_due = await asyncio.to_thread(self.store.next_due_at)

@@ -227,7 +227,14 @@ RATE = {
 
 SCHEMAS = {
     "Problem": _object(
-        {"type": STRING, "title": STRING, "status": INTEGER, "detail": STRING}, ["type", "title", "status", "detail"]
+        {
+            "type": STRING,
+            "title": STRING,
+            "status": INTEGER,
+            "detail": STRING,
+            "code": {"type": "string", "description": "why, for programs (a refused callback: its reason)"},
+        },
+        ["type", "title", "status", "detail"],
     ),
     "Page": _object(
         {

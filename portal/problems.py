@@ -28,6 +28,8 @@ def serialize(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPErro
     detail = error.description or error.title
     if is_api(req) or not req.client_accepts("text/html"):
         body = {"type": "about:blank", "title": error.title, "status": status, "detail": detail}
+        if error.code:  # why, for programs: e.g. a refused callback's reason
+            body["code"] = error.code
         resp.content_type = PROBLEM_JSON
         resp.data = json.dumps(body).encode()
     else:

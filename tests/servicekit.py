@@ -115,12 +115,13 @@ def sipp(
 
 
 @contextlib.contextmanager
-def running_edge(tmp_path: Path, **overrides: str) -> Iterator[Settings]:
+def running_edge(tmp_path: Path, database_url: str | None = None, **overrides: str) -> Iterator[Settings]:
     """rtpengine and Kamailio started as `boomerang run` starts them, on free ports, with the demo data
-    (127.0.0.1 is the trusted carrier)."""
+    (127.0.0.1 is the trusted carrier); on SQLite unless `database_url` names another database."""
     from tests.conftest import make_settings
 
-    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'edge.db'}", **{**service_ports(), **overrides})
+    url = database_url or f"sqlite:///{tmp_path / 'edge.db'}"
+    settings = make_settings(tmp_path, url, **{**service_ports(), **overrides})
     supervisor = Supervisor(settings, out=io.StringIO())
     supervisor.prepare_directories()
     prepare_database(settings, io.StringIO())
