@@ -26,16 +26,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from benchmarks import wire
 from boomerang import provisioning, services
 from boomerang.settings import load
 from boomerang.store import make_engine, session_factory, transaction
-from boomerang.store.models import AccessNumber, CallbackSession, CallLeg, Gateway, LegRole
+from boomerang.store.models import AccessNumber, CallbackSession, CallLeg, LegRole
 from boomerang.supervisor import Supervisor, prepare_database
 from tests.dtmfpcap import write_audio
-from tests.servicekit import free_port, phone_scenario
+from tests.servicekit import free_port, phone_scenario, two_carriers
 
 HERE = Path(__file__).resolve().parent / "sip"
 ACCESS = "123555555"
@@ -117,13 +117,7 @@ class Bench:
     def _provision_network(self) -> None:
         """The demo carrier reaches the phones; a second carrier, tried first, the destinations."""
         with transaction(self.sessions) as session:
-            session.execute(
-                update(Gateway).where(Gateway.name == "carrier").values(uri=f"sip:127.0.0.1:{self.phone_port}")
-            )
-            provisioning.add_gateway(
-                session,
-                provisioning.GatewaySpec(name="destination", uri=f"sip:127.0.0.1:{self.destination_port}", priority=1),
-            )
+            two_carriers(session, self.phone_port, self.destination_port)
             provisioning.add_access_number(
                 session,
                 provisioning.AccessNumberSpec(

@@ -137,6 +137,19 @@ def running_edge(tmp_path: Path, database_url: str | None = None, **overrides: s
     assert not critical, "\n".join(critical[:5])
 
 
+def two_carriers(session, phone_port: int, destination_port: int) -> None:
+    """The demo carrier reaches the callers' phones (leg A goes back the way the trigger came); a
+    second carrier, tried first for everything else, reaches the destinations."""
+    from sqlalchemy import update
+
+    from boomerang import provisioning
+    from boomerang.store.models import Gateway
+
+    session.execute(update(Gateway).where(Gateway.name == "carrier").values(uri=f"sip:127.0.0.1:{phone_port}"))
+    spec = provisioning.GatewaySpec(name="destination", uri=f"sip:127.0.0.1:{destination_port}", priority=1)
+    provisioning.add_gateway(session, spec)
+
+
 class ControllerProbe:
     """Stands where the call controller stands: connected to Kamailio's evapi, recording what arrives."""
 

@@ -26,7 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from boomerang import provisioning, services
 from boomerang.store import make_engine, session_factory, transaction
@@ -35,7 +35,6 @@ from boomerang.store.models import (
     CallbackSession,
     CallLeg,
     Cdr,
-    Gateway,
     Reservation,
     Tariff,
 )
@@ -45,7 +44,7 @@ from callback.store import CallbackStore
 from rating.tariff_cache import load_index
 from tests.conftest import mariadb_database
 from tests.portalkit import Portal
-from tests.servicekit import SIPP_DIR, GatewaySim, free_port, phone_scenario, running_edge, wait_for
+from tests.servicekit import SIPP_DIR, GatewaySim, free_port, phone_scenario, running_edge, two_carriers, wait_for
 
 pytestmark = pytest.mark.sip
 
@@ -82,13 +81,7 @@ def platform(request, tmp_path_factory):
         stack.callback(engine.dispose)
         db = session_factory(engine)
         with transaction(db) as session:
-            session.execute(
-                update(Gateway).where(Gateway.name == "carrier").values(uri=f"sip:127.0.0.1:{ports['phone']}")
-            )
-            provisioning.add_gateway(
-                session,
-                provisioning.GatewaySpec(name="destination", uri=f"sip:127.0.0.1:{ports['destination']}", priority=1),
-            )
+            two_carriers(session, ports["phone"], ports["destination"])
             provisioning.add_access_number(
                 session,
                 provisioning.AccessNumberSpec(

@@ -314,6 +314,27 @@ def test_renewing_a_reservation_made_ahead_keeps_it_while_its_credit_is_there(db
         assert not credit.renew(session, [ahead], now=later)
 
 
+def test_a_single_call_on_a_small_balance_gets_all_it_can_afford(db, tariffs, cache):
+    """0.30 USD: leg A to the UK (0.10, 60/60), leg B to the US (0.05, 30/6) answered 6 s later.
+    Extended chunk by chunk, they end together when A has used 120 s and B 114 s: 0.20 + 0.095."""
+    alice = account(db, balance="0.30")
+    leg_a = leg(db, alice, UK_LANDLINE, role=LegRole.A, answered_at=T0)
+    with transaction(db) as session:
+        call_id = session.get(CallLeg, leg_a).session_id
+    assert reserve(db, cache, leg_a).allowed
+    b_answered = T0 + timedelta(seconds=6)
+    leg_b = leg(db, alice, US, call_id=call_id, answered_at=b_answered)
+    assert reserve(db, cache, leg_b, now=b_answered).allowed
+    now, grants = b_answered, []
+    for _ in range(10):
+        grants = extend(db, [leg_a, leg_b], now=now)
+        if grants[0].added_seconds == 0:
+            break
+        now = T0 + timedelta(seconds=grants[0].granted_seconds - 20)
+    assert [g.granted_seconds for g in grants] == [120, 114]
+    assert credit_of(db, alice, now).free == Decimal("0.005")
+
+
 # --- expiry and release --------------------------------------------------------------------------
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import time
+import urllib.request
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -22,11 +24,11 @@ from boomerang.store.models import (
     AccessNumber,
     Account,
     AuthorizedCallerId,
+    CallbackKind,
     CallbackSession,
     CallerIdOrigin,
     CallLeg,
     Cdr,
-    Gateway,
     LedgerEntry,
     LedgerKind,
     LegEvent,
@@ -38,7 +40,7 @@ from boomerang.supervisor import Supervisor
 from callback.prompts import Prompt, sentence
 from callback.speech import SpeechCache
 from tests.rtp_listener import RtpListener, similarity, voiced_seconds, wav_samples
-from tests.servicekit import GatewaySim, free_port, phone_scenario, running_edge, sipp, wait_for
+from tests.servicekit import GatewaySim, free_port, phone_scenario, running_edge, sipp, two_carriers, wait_for
 
 pytestmark = pytest.mark.sip
 
@@ -58,13 +60,7 @@ def platform(tmp_path_factory):
         ports = {"phone": free_port(), "destination": free_port()}
         engine = make_engine(settings.database_url)
         with transaction(session_factory(engine)) as session:
-            session.execute(
-                update(Gateway).where(Gateway.name == "carrier").values(uri=f"sip:127.0.0.1:{ports['phone']}")
-            )
-            provisioning.add_gateway(
-                session,
-                provisioning.GatewaySpec(name="destination", uri=f"sip:127.0.0.1:{ports['destination']}", priority=1),
-            )
+            two_carriers(session, ports["phone"], ports["destination"])
             for number in (ACCESS, RETRYING_ACCESS, QUIET_ACCESS):
                 provisioning.add_access_number(
                     session, provisioning.AccessNumberSpec(number=number, ring_time_seconds=1, callback_delay_seconds=3)
@@ -421,3 +417,76 @@ def test_a_killed_controller_leaves_no_call_up_and_no_leg_unbilled(platform, tmp
     with transaction(sessions) as session:
         cdr = session.execute(select(Cdr).where(Cdr.leg_id == a.id)).scalar_one()
     assert cdr.duration_seconds >= 1 and a.status is LegStatus.ENDED
+
+
+def restart_controller(settings, controller) -> None:
+    """kill -9 of the controller, and a new one started as `boomerang run` would."""
+    [running] = controller.running
+    running.process.kill()
+    running.process.wait()
+    controller.running.clear()
+    controller.start(services.controller(settings))
+
+
+def alerts(settings, alert: str) -> int:
+    with urllib.request.urlopen(f"http://{settings.metrics_listen}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = re.search(rf'^boomerang_alerts_total{{alert="{alert}"}} (\d+)', text, re.M)
+    return int(found.group(1)) if found else 0
+
+
+def test_callers_nothing_rates_are_not_called_or_billed_and_the_controller_carries_on(platform, tmp_path):
+    settings, ports, sessions, controller = platform
+    # An authorized caller ID in a country the tariff does not rate: not called back at all.
+    unrated = known_caller(sessions, "33612345678")
+    since = trigger(settings, unrated)
+    ended = wait_for(lambda: finished(sessions, unrated, since), timeout=20)
+    assert ended is not None and ended.end_reason == "refused: no_rate"
+    assert [leg.status for leg in legs_of(sessions, ended)] == [LegStatus.CANCELLED]  # never dialled
+    # A PIN caller from there: called (nobody knew who pays), told, hung up, and nobody billed.
+    caller = "33612345679"
+    phone = GatewaySim(phone_scenario(tmp_path, "4321#", wait_ms=1000, gap_ms=150), ports["phone"], tmp_path, 60)
+    since = trigger(settings, caller)
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=60)
+    assert ended is not None and ended.end_reason == "leg A refused by credit control"
+    code, messages = phone.finish()
+    assert code == 0, messages[-3000:]  # the platform hung up
+    with transaction(sessions) as session:
+        assert session.execute(select(Cdr).where(Cdr.session_id == ended.id)).first() is None
+        assert session.get(CallbackSession, ended.id).account_id is None
+
+
+def test_a_leg_left_unrated_by_an_older_controller_is_closed_at_no_cost_and_the_controller_starts(platform, tmp_path):
+    """A session a controller left as it died: leg A answered, its account without a tariff, no
+    reservation. The next controller closes it with a CDR at no cost, raises the alarm, and runs."""
+    settings, _, sessions, controller = platform
+    answered = utcnow() - timedelta(seconds=40)
+    with transaction(sessions) as session:
+        spec = provisioning.AccountSpec(login="untariffed", currency="USD", tariff=None)
+        account_id = provisioning.create_account(session, spec).id
+        wedged = CallbackSession(kind=CallbackKind.ACCESS, account_id=account_id, caller_number="447700900190",
+                                 state="authorizing", due_at=answered, requested_at=answered)  # fmt: skip
+        session.add(wedged)
+        session.flush()
+        leg = CallLeg(session_id=wedged.id, role=LegRole.A, number="447700900190", status=LegStatus.ANSWERED,
+                      answered_at=answered, alive_at=answered + timedelta(seconds=12))  # fmt: skip
+        session.add(leg)
+        session.flush()
+        wedged_id, leg_id = wedged.id, leg.id
+    raised = alerts(settings, "unrated_leg")
+    restart_controller(settings, controller)
+    closed = wait_for(lambda: (s := session_of(sessions, "447700900190")) and s.state == "ended" and s, timeout=20)
+    assert closed and closed.id == wedged_id and closed.end_reason == "controller restarted"
+    with transaction(sessions) as session:
+        cdr = session.execute(select(Cdr).where(Cdr.leg_id == leg_id)).scalar_one()
+    assert (cdr.cost, cdr.unrated_reason, cdr.duration_seconds) == (Decimal(0), "no_rate", 12)  # to its heartbeat
+    assert wait_for(lambda: alerts(settings, "unrated_leg") == raised + 1, timeout=10)
+    # And it runs: a caller is called back as usual.
+    restart_controller(settings, controller)  # and starts again, with nothing left to close
+    caller = known_caller(sessions, "447700900191")
+    phone = GatewaySim(phone_scenario(tmp_path, "", wait_ms=0, hang_up_after_ms=2000), platform[1]["phone"],
+                       tmp_path, 60)  # fmt: skip
+    since = trigger(settings, caller)
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=40)
+    assert ended is not None and ended.end_reason == "caller hung up"
+    assert phone.finish()[0] == 0

@@ -97,7 +97,7 @@ def test_a_then_b_are_called_bridged_and_every_status_is_streamed_with_the_cost(
     ]  # fmt: skip
     kind, final = stream[-1]
     assert kind == "end" and final["end_reason"] == "completed"
-    assert [(leg["leg"], leg["hangup_by"]) for leg in final["legs"]] == [("A", None), ("B", "peer")]
+    assert [(leg["leg"], leg["hangup_by"]) for leg in final["legs"]] == [("A", "platform"), ("B", "peer")]
     assert final["total_cost"] is not None and all(leg["cost"] is not None for leg in final["legs"])
     # A was shown B's number, and B A's.
     assert invite_senders(messages) == [B[1:], A[1:]]
