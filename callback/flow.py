@@ -532,8 +532,10 @@ class CallbackFlow:
                 await self._close_leg(leg, reason)
             except Exception:
                 log.exception("callback %s: leg %s could not be closed", self.due.session_id, leg.id)
-        with contextlib.suppress(Exception):
+        try:
             await self.media.delete()
+        except Exception as error:  # its ports stay taken until rtpengine's own timeout: say so
+            log.warning("callback %s: its media could not be deleted: %r", self.due.session_id, error)
         now = utcnow()
         try:
             if state is State.FAILED and self.due.access and self.due.attempts <= self.due.access.retry_attempts:

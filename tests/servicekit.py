@@ -137,6 +137,22 @@ def running_edge(tmp_path: Path, database_url: str | None = None, **overrides: s
     assert not critical, "\n".join(critical[:5])
 
 
+def rtpengine_calls(settings: Settings) -> list[str]:
+    """The Call-IDs of the calls rtpengine holds now (its ng `list`, over UDP)."""
+    from callback import bencode
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ng:
+        ng.settimeout(5)
+        ng.sendto(
+            b"list1 " + bencode.encode({"command": "list", "limit": 10000}),
+            (settings.rtpengine_ng_listen.host, settings.rtpengine_ng_listen.port),
+        )
+        cookie, _, reply = ng.recv(65535).partition(b" ")
+    answer = bencode.decode_text(bencode.decode(reply))
+    assert answer.get("result") == "ok", answer
+    return list(answer.get("calls", []))
+
+
 def two_carriers(session, phone_port: int, destination_port: int) -> None:
     """The demo carrier reaches the callers' phones (leg A goes back the way the trigger came); a
     second carrier, tried first for everything else, reaches the destinations."""

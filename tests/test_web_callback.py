@@ -15,10 +15,10 @@ from sqlalchemy import func, select, update
 
 from boomerang import services
 from boomerang.store import make_engine, session_factory, transaction
-from boomerang.store.models import CallbackSession, Gateway, Role
+from boomerang.store.models import Account, CallbackSession, Gateway, Role
 from boomerang.supervisor import Supervisor
 from tests.portalkit import Portal
-from tests.servicekit import GatewaySim, free_port, running_edge
+from tests.servicekit import GatewaySim, free_port, rtpengine_calls, running_edge
 
 pytestmark = pytest.mark.sip
 
@@ -225,3 +225,19 @@ def test_an_operator_hangs_up_a_live_call(platform, tmp_path):
     assert code == 0, messages[-2000:]  # the phone got our CANCEL
     assert stream[-1][1]["end_reason"] == "cancelled"
     assert operator.delete(f"/api/admin/calls/{callback_id}").status_code == 404  # over
+
+
+def test_callbacks_nobody_answers_leave_no_media_behind(platform, tmp_path):
+    port, portal, sessions = platform
+    account_id = portal.account("unanswered", balance="5.00", tariff="demo")
+    with transaction(sessions) as session:
+        session.get(Account, account_id).max_concurrent_calls = 30
+    caller = portal.sign_in("unanswered")
+    nobody = GatewaySim("gw_no_answer.xml", port, tmp_path, 40, calls=10)
+    started = [
+        start(caller, a=f"+4477009005{n:02d}", b="+12025550510").json["id"] for n in range(10)
+    ]  # the media ports of this test allow no more at once
+    for callback_id in started:
+        assert events(caller, callback_id)[-1][1]["end_reason"] == "leg A not answered"
+    assert nobody.finish()[0] == 0
+    assert rtpengine_calls(portal.settings) == []  # every call's media deleted, whatever it reached
