@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import KSR
 
-from kemi import controller_channel, metrics, triggers
+from kemi import controller_channel, metrics, sip_text, triggers
 from kemi.sip_parties import caller_number
 
 EXIT = -255
@@ -20,7 +20,7 @@ TRANSACTION_TIMEOUT_MS = 65000
 
 
 def route(directory, gateway):
-    access = directory.access_number(KSR.pv.get("$rU") or "")
+    access = directory.access_number(sip_text.text("rU"))
     if access is None:
         return 1
     caller = caller_number(gateway)

@@ -2,9 +2,8 @@
 
 import re
 
-import KSR
-
 from boomerang.numbers import InvalidNumber, from_carrier
+from kemi import sip_text
 
 _URI_USER = re.compile(r"(?:sips?|tel):\+?([^@;>\s]+)")
 
@@ -19,7 +18,7 @@ def _user_of(header_value):
 
 def caller_number(gateway):
     """The caller's E.164 number, or None when it is withheld or unreadable."""
-    for value in (KSR.hdr.get("P-Asserted-Identity"), KSR.pv.get("$fu")):
+    for value in (sip_text.text("hdr(P-Asserted-Identity)"), sip_text.text("fu")):
         user = _user_of(value)
         if not user:
             continue

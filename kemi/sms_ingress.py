@@ -8,16 +8,16 @@ import KSR
 
 from boomerang import sms_inbox
 from boomerang.store.models import SmsChannel
-from kemi import controller_channel, metrics
+from kemi import controller_channel, metrics, sip_text
 from kemi.sip_parties import caller_number
 
 EXIT = -255
 
 
 def route(directory, gateway):
-    if (KSR.pv.get("$rU") or "") != directory.settings.numbers_sms_number:
+    if sip_text.text("rU") != directory.settings.numbers_sms_number:
         return 1
-    content_type = (KSR.pv.get("$cT") or "text/plain").split(";")[0].strip().lower()
+    content_type = (sip_text.text("cT") or "text/plain").split(";")[0].strip().lower()
     if content_type != "text/plain":
         KSR.sl.sl_send_reply(415, "Unsupported Media Type")
         return EXIT
@@ -25,7 +25,7 @@ def route(directory, gateway):
     if sender is None:
         KSR.sl.sl_send_reply(433, "Anonymity Disallowed")
         return EXIT
-    text = KSR.pv.get("$rb") or ""
+    text = sip_text.body()
     try:
         message_id, new = _store(directory, gateway, sender, text)
     except Exception as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 import time
 from datetime import timedelta
 
@@ -283,3 +284,51 @@ def test_a_connect_two_call_cancelled_while_a_rings_is_hung_up(platform, tmp_pat
             select(LegEvent.id).where(LegEvent.leg_id == b.id, LegEvent.status == LegStatus.DIALING)
         ).first()
     assert dialled is None and b.status is LegStatus.CANCELLED  # B was reserved, never dialled
+
+
+def send_raw_message(settings, sender: str, body: bytes, content_type: str) -> str:
+    """A carrier's MESSAGE with a body of any bytes (sipp cannot send a NUL), from loopback; the
+    status line of Kamailio's answer."""
+    port = free_port()
+    target = settings.sip_listen
+    head = (
+        f"MESSAGE sip:{SMS_NUMBER}@{target.host}:{target.port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{port}raw\r\n"
+        f"From: <sip:{sender}@127.0.0.1:{port}>;tag=raw{port}\r\n"
+        f"To: <sip:{SMS_NUMBER}@{target.host}:{target.port}>\r\n"
+        f"Call-ID: raw-{port}@127.0.0.1\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode("latin-1")  # a character of `sender` above 127 goes as that one byte: not UTF-8
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sip:
+        sip.bind(("127.0.0.1", port))
+        sip.settimeout(5)
+        sip.sendto(head + body, (target.host, target.port))
+        while True:
+            answer = sip.recv(65535).split(b"\r\n", 1)[0].decode()
+            if not answer.startswith("SIP/2.0 100"):
+                return answer
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("Café".encode("latin-1"), "text/plain;charset=ISO-8859-1"),
+        ("Café".encode("latin-1"), "text/plain"),  # no charset, and not UTF-8: taken as Latin-1
+        ("Café".encode("utf-16-be"), "text/plain; charset=UCS-2"),
+        ("Café".encode("utf-16"), "text/plain; charset=UTF-16"),
+    ],
+)
+def test_a_text_in_any_charset_is_stored_and_answered(platform, tmp_path, body, content_type):
+    settings, ports, sessions = platform
+    sender = f"4477009003{len(body):02d}{abs(hash(content_type)) % 100:02d}"
+    carrier = GatewaySim("gw_sms_receiver.xml", ports["carrier"], tmp_path, 15)
+    assert send_raw_message(settings, "+" + sender, body, content_type) == "SIP/2.0 202 Accepted"
+    code, messages = carrier.finish()
+    assert code == 0, messages[-2000:]
+    assert reply_body(messages).startswith('Unknown command "Café".')
+    assert texts_of(sessions, sender)[0][:2] == (SmsDirection.INBOUND, "Café")
+
+
+def test_a_text_from_a_sender_that_is_not_utf8_gets_an_answer(platform):
+    settings, _, _ = platform
+    assert send_raw_message(settings, "+4477009003\xe9", b"BAL", "text/plain") == "SIP/2.0 433 Anonymity Disallowed"
