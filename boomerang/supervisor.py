@@ -1,7 +1,11 @@
 """`boomerang run`: prepare the database, start every service, watch them, stop them all together.
 
 Each service runs in its own process group (Kamailio and gunicorn fork workers), so stopping a
-group leaves nothing behind; the services also get SIGTERM if the supervisor itself dies.
+group leaves nothing behind; the services also get SIGTERM if the supervisor itself dies. A service
+that dies is restarted, after a pause that doubles with each restart in a row (1 s up to 30 s; a
+service that then runs a minute starts again from 1 s), while the others keep serving: the
+controller reconnects to a restarted Kamailio or rtpengine by itself. Five restarts of one service
+within five minutes are a crash loop, said so loudly in the supervisor's output at each restart.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ from boomerang.store import make_engine, migrate, session_factory, transaction
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+FIRST_RESTART_DELAY = 1.0
+LONGEST_RESTART_DELAY = 30.0
+STABLE_SECONDS = 60.0  # a service up this long restarts, if it dies, after the first delay again
+CRASH_LOOP = (5, 300.0)  # this many restarts of one service within this many seconds
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -44,6 +52,27 @@ class Running:
     service: Service
     process: subprocess.Popen
     ready_fd: int | None = None  # read end of the readiness pipe
+    started: float = 0.0  # time.monotonic() when it was started
+
+
+@dataclass
+class Restarts:
+    """When one service died and was restarted: the restart policy's memory of it."""
+
+    times: list[float]
+    delay: float = FIRST_RESTART_DELAY
+
+    def next_delay(self, now: float, ran_for: float) -> float:
+        """The pause before the next restart of a service that just died after `ran_for` s."""
+        if ran_for >= STABLE_SECONDS:
+            self.delay = FIRST_RESTART_DELAY
+        delay, self.delay = self.delay, min(self.delay * 2, LONGEST_RESTART_DELAY)
+        self.times = [at for at in self.times if now - at < CRASH_LOOP[1]] + [now]
+        return delay
+
+    @property
+    def crash_loop(self) -> bool:
+        return len(self.times) >= CRASH_LOOP[0]
 
 
 def _prctl(option: int, value: int) -> None:
@@ -146,25 +175,56 @@ class Supervisor:
         raise Shutdown(signal.Signals(signum).name)
 
     def _watch(self) -> int:
+        """Restart each service that dies; runs until a stop signal."""
+        restarts: dict[str, Restarts] = {}
         while True:
-            for item in self.running:
+            for index, item in enumerate(list(self.running)):
                 code = item.process.poll()
-                if code is not None:
-                    print(
-                        f"{item.service.name} stopped unexpectedly (exit code {code}); stopping the platform. "
-                        f"See {self._log_path(item.service)}",
-                        file=sys.stderr,
-                    )
-                    return 1
+                if code is None:
+                    continue
+                now = time.monotonic()
+                history = restarts.setdefault(item.service.name, Restarts([]))
+                delay = history.next_delay(now, now - item.started)
+                loop = " CRASH LOOP:" if history.crash_loop else ""
+                print(
+                    f"{item.service.name} stopped unexpectedly (exit code {code});{loop} restart "
+                    f"{len(history.times)} within {CRASH_LOOP[1] / 60:.0f} min, in {delay:.0f} s. "
+                    f"See {self._log_path(item.service)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                self._stop(item)  # its workers too: they hold its ports
+                self.running.remove(item)
+                time.sleep(delay)
+                try:
+                    self.start(item.service, position=index)
+                except StartupError as failed:  # tried again, after a longer pause, at the next turn
+                    print(f"{item.service.name} did not restart: {failed}", file=sys.stderr, flush=True)
+                    self._forget_start(item.service, index)
             time.sleep(0.5)
+
+    def _forget_start(self, service: Service, index: int) -> None:
+        """A start that failed leaves, in its place, a service that has exited."""
+        if index < len(self.running) and self.running[index].service is service:
+            self._stop(self.running.pop(index))
+        self.running.insert(index, Running(service, _Exited(), started=time.monotonic()))
+
+    @staticmethod
+    def _stop(item: Running) -> None:
+        if not isinstance(item.process, _Exited):
+            stop_group(item.process)
+        if item.ready_fd is not None:
+            os.close(item.ready_fd)
+            item.ready_fd = None
 
     # --- one service -----------------------------------------------------------------------------
 
     def _log_path(self, service: Service):
         return services.log_dir(self.settings) / f"{service.name}.log"
 
-    def start(self, service: Service) -> None:
-        """Start one service and wait until it answers on its own protocol."""
+    def start(self, service: Service, position: int | None = None) -> None:
+        """Start one service and wait until it answers on its own protocol; `position`: where it
+        stands in the start order (a restart takes its old place, so stopping keeps the order)."""
         env = services.child_environment({**self.settings.environment(), **service.env})
         pass_fds: tuple[int, ...] = ()
         ready_read = None
@@ -191,8 +251,8 @@ class Supervisor:
             finally:
                 for fd in pass_fds:
                     os.close(fd)
-        item = Running(service, process, ready_read)
-        self.running.append(item)
+        item = Running(service, process, ready_read, time.monotonic())
+        self.running.insert(len(self.running) if position is None else position, item)
         self._wait_ready(item)
         print(f"{service.name:<10} pid {process.pid:<7} {service.description}", file=self.out)
         self.out.flush()
@@ -232,12 +292,23 @@ class Supervisor:
     def stop_all(self) -> None:
         """Stop in reverse start order: the portal and controller before the SIP and media engines."""
         for item in reversed(self.running):
-            stop_group(item.process)
-            if item.ready_fd is not None:
-                os.close(item.ready_fd)
+            self._stop(item)
         if self.running:
             print("all services stopped", file=self.out)
         self.running.clear()
+
+
+class _Exited:
+    """A service that could not be restarted, as a process that has exited: tried again later."""
+
+    pid = 0
+    returncode = 1
+
+    def poll(self) -> int:
+        return 1
+
+    def wait(self, timeout: float | None = None) -> int:
+        return 1
 
 
 def _read_ready(fd: int) -> bool:

@@ -48,6 +48,8 @@ class Link:
             log.info("%s: connected to %s", self.name, self.address)
             try:
                 await self._read(reader, sock)
+            except OSError as exc:  # reset by an engine that died: reconnect, as for a close
+                log.warning("%s: connection to %s failed: %s", self.name, self.address, exc)
             finally:
                 self.connected.clear()
                 self._writer = None

@@ -151,3 +151,53 @@ def test_a_bad_config_value_is_named_in_one_line(tmp_path):
     assert "rtpengine.media_address = 'not-an-address'" in message
     assert "BOOMERANG_RTPENGINE_MEDIA_ADDRESS" in message
     assert not (tmp_path / "platform.db").exists()  # nothing was started or created
+
+
+def test_a_service_that_dies_is_restarted_while_the_others_keep_serving(tmp_path):
+    env = platform_env(tmp_path)
+    process = start([BOOMERANG, "run"], env)
+    sip, portal = address(env, "sip_listen"), address(env, "portal_listen")
+    try:
+        pids = wait_until_up(process)
+        for name in ("controller", "kamailio", "rtpengine", "portal"):
+            os.kill(pids[name], signal.SIGKILL)
+            killed = time.monotonic()
+            # The platform answers again within 10 s, and the supervisor reports the new process.
+            restarted = wait_for_line(process, rf"{name}\s+pid (\d+)", timeout=10)
+            if not restarted:
+                stop(process, signal.SIGTERM)
+                pytest.fail(f"{name} not restarted within 10 s: {process.stderr.read()}")
+            assert int(restarted.group(1)) != pids[name]
+            pids[name] = int(restarted.group(1))
+            while probes.sip_options(sip, timeout=0.3) != 200 or probes.http_get(portal, "/api/health") != 200:
+                assert time.monotonic() - killed < 10, f"not serving 10 s after {name} was killed"
+                time.sleep(0.2)
+        assert process.poll() is None  # `boomerang run` itself carried on
+        log = (tmp_path / "var" / "log" / "controller.log").read_text()
+        # Connected at each of its own starts (2), and again to each engine once it was back.
+        assert log.count("kamailio: connected to") >= 3 and log.count("rtpengine: connected to") >= 3
+    finally:
+        code = stop(process, signal.SIGTERM)
+    assert code == 0
+    assert processes_in_groups(set(pids.values())) == []
+
+
+def wait_for_line(process: subprocess.Popen, pattern: str, timeout: float):
+    """The next line of the supervisor's report matching `pattern`, read within `timeout` s (by a
+    thread: a select on the pipe would miss lines already in the reader's buffer)."""
+    import queue
+    import threading
+
+    lines = getattr(process, "lines", None)
+    if lines is None:
+        lines = process.lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            return None
+        if match := re.search(pattern, line):
+            return match
+    return None
