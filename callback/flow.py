@@ -57,6 +57,8 @@ DESTINATION_MAX_DIGITS = 20
 UNPAID_LEG_SECONDS = 120  # leg A of a caller not identified yet: Kamailio cuts it then at the latest
 HANGUP_WAIT_SECONDS = 10  # for Kamailio to confirm a hang-up (the BYE's moment is the leg's end)
 CLOSING_MARGIN_SECONDS = 1.0  # between the last words and the end of the grant
+FINISH_RETRY_MOST_SECONDS = 10.0  # the longest pause between tries of an end step that failed
+FINISH_PATIENCE_SECONDS = 600.0  # then the session is left for the next controller's recovery
 
 REFUSAL_PROMPTS = {
     Reason.NO_RATE: Prompt.NO_RATE,
@@ -516,8 +518,9 @@ class CallbackFlow:
     # --- the end -----------------------------------------------------------------------------------
 
     async def _finish(self, state: State, reason: str) -> None:
-        """Every leg hung up, recorded at the moment it ended and settled, each on its own (one that
-        fails is logged and does not keep the others or the session from ending); media deleted."""
+        """Every leg hung up, recorded at the moment it ended and settled, each on its own and each
+        tried again until it is (a failure is logged and keeps no other leg from closing); media
+        deleted; the session ended once every leg is closed."""
         if self._keeper_task is not None:
             self._keeper_task.cancel()
         legs = list(self._legs.values())
@@ -527,26 +530,40 @@ class CallbackFlow:
         waiting = [leg.ended if leg.answered else leg.outcome for leg in legs if leg.placed and not leg.recorded]
         if waiting:
             await asyncio.wait([asyncio.shield(future) for future in waiting], timeout=HANGUP_WAIT_SECONDS)
-        for leg in legs:
-            try:
-                await self._close_leg(leg, reason)
-            except Exception:
-                log.exception("callback %s: leg %s could not be closed", self.due.session_id, leg.id)
+        closed = [await self._until_done(lambda leg=leg: self._close_leg(leg, reason), f"leg {leg.id}") for leg in legs]
         try:
             await self.media.delete()
         except Exception as error:  # its ports stay taken until rtpengine's own timeout: say so
             log.warning("callback %s: its media could not be deleted: %r", self.due.session_id, error)
+        if not all(closed):  # left as it is: the next start of a controller closes it
+            log.error("callback %s: not every leg could be closed; left for recovery", self.due.session_id)
+            return
         now = utcnow()
-        try:
-            if state is State.FAILED and self.due.access and self.due.attempts <= self.due.access.retry_attempts:
-                retry_at = now + timedelta(seconds=self.due.access.retry_interval_seconds)
-                await self._db(self.store.retry_later, self.due.session_id, retry_at)
+        if state is State.FAILED and self.due.access and self.due.attempts <= self.due.access.retry_attempts:
+            retry_at = now + timedelta(seconds=self.due.access.retry_interval_seconds)
+            if await self._until_done(lambda: self._db(self.store.retry_later, self.due.session_id, retry_at), "retry"):
                 log.info("callback %s: leg A not answered, retry at %s", self.due.session_id, retry_at)
-                return
-            await self._db(self.store.end, self.due.session_id, state.value, reason, now)
+            return
+        if await self._until_done(
+            lambda: self._db(self.store.end, self.due.session_id, state.value, reason, now), "end"
+        ):
             log.info("callback %s: %s (%s)", self.due.session_id, state.value, reason)
-        except Exception:
-            log.exception("callback %s: its end could not be recorded", self.due.session_id)
+
+    async def _until_done(self, step, what: str) -> bool:
+        """Run an end step until it succeeds (the database may be stalled or restarting), with a
+        pause doubling to FINISH_RETRY_MOST_SECONDS; False after FINISH_PATIENCE_SECONDS."""
+        loop = asyncio.get_running_loop()
+        give_up, pause = loop.time() + FINISH_PATIENCE_SECONDS, 0.5
+        while True:
+            try:
+                await step()
+                return True
+            except Exception:
+                log.exception("callback %s: %s could not be closed; trying again", self.due.session_id, what)
+            if loop.time() + pause > give_up:
+                return False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, FINISH_RETRY_MOST_SECONDS)
 
     async def _close_leg(self, leg: Leg, reason: str) -> None:
         if not leg.recorded:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from boomerang import provisioning, services
 from boomerang.store import make_engine, session_factory, transaction
@@ -490,3 +490,43 @@ def test_a_leg_left_unrated_by_an_older_controller_is_closed_at_no_cost_and_the_
     ended = wait_for(lambda: finished(sessions, caller, since), timeout=40)
     assert ended is not None and ended.end_reason == "caller hung up"
     assert phone.finish()[0] == 0
+
+
+def test_a_hang_up_while_the_database_is_stalled_still_ends_and_bills_the_call(platform, tmp_path):
+    """The phone hangs up while another process holds SQLite's write lock for 40 s, longer than the
+    controller waits for it (30 s): the destination is hung up at once all the same, and once the
+    database is back the call is recorded as it happened and billed once."""
+    import sqlite3
+
+    settings, ports, sessions, _ = platform
+    caller = known_caller(sessions, "447700900195")
+    phone = GatewaySim(phone_scenario(tmp_path, "0012025550143#", wait_ms=1000, gap_ms=150, hang_up_after_ms=6000),
+                       ports["phone"], tmp_path, 120)  # fmt: skip
+    destination = GatewaySim("gw_answer_long.xml", ports["destination"], tmp_path, 120)
+    since = trigger(settings, caller)
+    assert wait_for(lambda: (s := session_of(sessions, caller)) and s.requested_at >= since and s.state == "bridged",
+                    timeout=40)  # fmt: skip
+    stall = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None, timeout=30)
+    stall.execute("BEGIN EXCLUSIVE")
+    stalled_at = time.monotonic()
+    try:
+        code, messages = destination.finish()  # its BYE comes while the database is locked
+        assert code == 0, messages[-3000:]
+        assert time.monotonic() - stalled_at < 15
+        assert phone.finish()[0] == 0
+        time.sleep(max(40 - (time.monotonic() - stalled_at), 0))
+    finally:
+        stall.execute("ROLLBACK")
+        stall.close()
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=60)
+    assert ended is not None and ended.end_reason == "caller hung up"
+    a, b = legs_of(sessions, ended)
+    with transaction(sessions) as session:
+        cdrs = {c.leg_id: c for c in session.execute(select(Cdr).where(Cdr.session_id == ended.id)).scalars()}
+        charges = session.execute(
+            select(func.count()).where(LedgerEntry.reference.in_([f"cdr:{a.id}", f"cdr:{b.id}"]))
+        ).scalar_one()
+    assert set(cdrs) == {a.id, b.id} and charges == 2
+    for leg in (a, b):  # billed to when it ended on the wire, not to when the database came back
+        assert (leg.ended_at - leg.answered_at).total_seconds() < 20
+        assert cdrs[leg.id].duration_seconds < 20
