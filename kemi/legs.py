@@ -26,6 +26,7 @@ LATE_ANSWERS = "late_answers"  # Call-IDs of legs hung up because they answered 
 LATE_ANSWER_MEMORY_SECONDS = 64  # longer than a 200 is retransmitted (64 * T1)
 LATE_BYES = "late_byes"  # the BYEs to send for them, once tm has acknowledged their 200
 LATE_BYE_DELAY_SECONDS = 0.05
+DEADLINES_DUE = "deadlines_due"  # legs whose deadline expired, for the leg timer to hang up
 CALL_ID_SUFFIX = "@boomerang"  # the Call-ID of every leg we place: its leg id and this
 LEG_STATE_SECONDS = 86400  # a leg's record outlives any call, and is removed when the leg ends
 UAC_FIRST_CSEQ = 10  # uac_req_send numbers its INVITE 10
@@ -45,10 +46,9 @@ class LegStore:
         KSR.htable.sht_setxs(LEGS, leg["call_id"], json.dumps(leg, separators=(",", ":")), LEG_STATE_SECONDS)
 
     @staticmethod
-    def remove(call_id, deadline_expiring=False):
+    def remove(call_id):
         KSR.htable.sht_rm(LEGS, call_id)
-        if not deadline_expiring:  # htable frees an expiring item itself: removing it too is a double free
-            KSR.htable.sht_rm(DEADLINES, call_id)
+        KSR.htable.sht_rm(DEADLINES, call_id)
 
     @staticmethod
     def lock(call_id):
@@ -183,6 +183,14 @@ def reinvite(command):
         LegStore.unlock(call_id)
 
 
+def report_state(command):
+    """{"type": "leg_state", "leg"}: how this Kamailio holds the leg ("calling", "answered"), or
+    "gone" (it ended, or was never placed here); a restarted controller asks before taking a call back."""
+    leg_id = str(command["leg"])
+    leg = LegStore.get(call_id_for(leg_id))
+    controller_channel.send({"type": "leg_state", "leg": leg_id, "state": leg["state"] if leg else "gone"})
+
+
 # --- replies to our INVITEs ------------------------------------------------------------------------
 
 
@@ -223,7 +231,7 @@ def on_reply():
 def _late_answer(leg):
     """Hang up a leg that answered when we no longer wanted it, once per Call-ID whatever the
     retransmissions of its 200. tm acknowledges the 200 once this reply route is done; the BYE must
-    follow that ACK, so it is queued for the late-BYE timer (`send_late_byes`), due at once."""
+    follow that ACK, so it is queued for the leg timer (`run_leg_timer`), due at once."""
     if KSR.htable.sht_get(LATE_ANSWERS, leg["call_id"]) is not None:
         return
     KSR.htable.sht_setxs(LATE_ANSWERS, leg["call_id"], "1", LATE_ANSWER_MEMORY_SECONDS)
@@ -235,19 +243,28 @@ def _late_answer(leg):
     _event(leg, "leg_late_answer")
 
 
-def send_late_byes():
-    """Kamailio's late-BYE timer (rtimer, every 100 ms): the BYEs due for legs answered too late."""
-    queued = []
-    KSR.htable.sht_iterator_start("late", LATE_BYES)
-    while KSR.htable.sht_iterator_next("late") > 0:
-        queued.append((KSR.pv.get("$shtitkey(late)"), KSR.pv.get("$shtitval(late)")))
-    KSR.htable.sht_iterator_end("late")
+def run_leg_timer():
+    """Kamailio's leg timer (rtimer, every 100 ms): the BYEs due for legs answered too late, and
+    the legs whose deadline expired."""
     now = time.time()
-    for call_id, value in queued:
+    for call_id, value in _items(LATE_BYES):
         leg = json.loads(value)
         if leg["bye_at"] <= now:
             KSR.htable.sht_rm(LATE_BYES, call_id)
             _send_bye(leg, store=False)
+    for call_id, _ in _items(DEADLINES_DUE):
+        KSR.htable.sht_rm(DEADLINES_DUE, call_id)
+        _hang_up_at_deadline(call_id)
+
+
+def _items(table):
+    """A table's items, read before any is acted on: the iterator holds each slot's lock."""
+    items = []
+    KSR.htable.sht_iterator_start("legs", table)
+    while KSR.htable.sht_iterator_next("legs") > 0:
+        items.append((KSR.pv.get("$shtitkey(legs)"), KSR.pv.get("$shtitval(legs)")))
+    KSR.htable.sht_iterator_end("legs")
+    return items
 
 
 def on_failure():
@@ -376,21 +393,32 @@ def _dtmf_relay_digit(body):
 
 
 def on_deadline_expired():
-    """htable expiry of `leg_deadline`: the leg reached its hard maximum duration."""
+    """htable expiry of `leg_deadline`: the leg reached its hard maximum duration.
+
+    htable runs this holding the expiring item's slot lock, while everything else takes a leg's
+    lock first and a deadline's second (a hang-up removes the deadline of the leg it holds): taking
+    the leg's lock here deadlocks this timer and the controller's channel. So the leg is only
+    queued here, and the leg timer (`run_leg_timer`) hangs it up."""
     call_id = KSR.pv.get("$shtrecord(key)") or ""
+    KSR.htable.sht_setxs(DEADLINES_DUE, call_id, "1", LATE_ANSWER_MEMORY_SECONDS)
+
+
+def _hang_up_at_deadline(call_id):
     LegStore.lock(call_id)
     try:
         leg = LegStore.get(call_id)
         if leg is None or leg["state"] != "answered":
             return
+        if KSR.htable.sht_get(DEADLINES, call_id) is not None:
+            return  # the controller set a new deadline after this one expired
         _send_bye(leg)
-        _ended(leg, "max_duration", deadline_expiring=True)
+        _ended(leg, "max_duration")
     finally:
         LegStore.unlock(call_id)
 
 
-def _ended(leg, by, deadline_expiring=False):
-    LegStore.remove(leg["call_id"], deadline_expiring)
+def _ended(leg, by):
+    LegStore.remove(leg["call_id"])
     metrics.active_legs(_count_answered(-1))
     metrics.leg("ended_" + by)
     _event(leg, "leg_ended", by=by)

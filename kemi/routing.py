@@ -38,6 +38,7 @@ class KamailioRouting:
             "hangup": legs.hangup,
             "set_max_duration": lambda message: legs.set_max_duration(self.directory, message),
             "reinvite": legs.reinvite,
+            "leg_state": legs.report_state,
             "send_sms": lambda message: sms_egress.send(self.directory, message),
             "alert": metrics.alert,
         }
@@ -176,11 +177,11 @@ class KamailioRouting:
             legs.on_deadline_expired()
         return 1
 
-    def ksr_rtimer_late_byes(self, msg, evname):
+    def ksr_rtimer_legs(self, msg, evname):
         try:
-            legs.send_late_byes()
+            legs.run_leg_timer()
         except Exception as exc:  # keep the timer process alive
-            KSR.err("late BYE timer failed: " + repr(exc)[:500] + "\n")
+            KSR.err("leg timer failed: " + repr(exc)[:500] + "\n")
         return 1
 
     def ksr_xhttp_event(self, msg, evname):

@@ -18,7 +18,7 @@ def _user_of(header_value):
 
 def caller_number(gateway):
     """The caller's E.164 number, or None when it is withheld or unreadable."""
-    for value in (sip_text.text("hdr(P-Asserted-Identity)"), sip_text.text("fu")):
+    for value in (sip_text.header("P-Asserted-Identity"), sip_text.text("fu")):
         user = _user_of(value)
         if not user:
             continue

@@ -19,6 +19,13 @@ def text(pv):
     return decode_text(raw(pv))
 
 
-def body():
-    """The message body as text, decoded by the charset its Content-Type names."""
-    return decode_text(raw("rb"), charset_of(text("cT")))
+def header(name):
+    """A header's first value as text; "" when the message has none (asking for it would log an error)."""
+    if KSR.hdr.is_present(name) < 0:
+        return ""
+    return text("hdr(" + name + ")")
+
+
+def body(content_type):
+    """The message body as text, decoded by the charset its Content-Type (the value) names."""
+    return decode_text(raw("rb"), charset_of(content_type))

@@ -17,15 +17,15 @@ EXIT = -255
 def route(directory, gateway):
     if sip_text.text("rU") != directory.settings.numbers_sms_number:
         return 1
-    content_type = (sip_text.text("cT") or "text/plain").split(";")[0].strip().lower()
-    if content_type != "text/plain":
+    content_type = sip_text.text("cT") or "text/plain"
+    if content_type.split(";")[0].strip().lower() != "text/plain":
         KSR.sl.sl_send_reply(415, "Unsupported Media Type")
         return EXIT
     sender = caller_number(gateway)
     if sender is None:
         KSR.sl.sl_send_reply(433, "Anonymity Disallowed")
         return EXIT
-    text = sip_text.body()
+    text = sip_text.body(content_type)
     try:
         message_id, new = _store(directory, gateway, sender, text)
     except Exception as exc:

@@ -16,7 +16,7 @@ from sqlalchemy import update
 from boomerang import provisioning
 from boomerang.store import make_engine, session_factory, transaction
 from boomerang.store.models import Gateway, NumberFormat
-from tests.servicekit import ControllerProbe, GatewaySim, free_port, running_edge
+from tests.servicekit import ControllerProbe, GatewaySim, free_port, running_edge, wait_for
 
 pytestmark = pytest.mark.sip
 
@@ -258,3 +258,29 @@ def test_a_re_invite_from_the_far_end_keeps_our_media_and_is_reported(edge, cont
     assert events_of(controller, leg, "leg_ended")
     code, messages = gateway.finish()
     assert code == 0, messages[-3000:]  # our 200 carried our SDP (port 40000)
+
+
+def test_hang_ups_crossing_their_deadlines_leave_kamailio_serving(edge, controller, gateways, tmp_path):
+    """The controller hangs legs up at the moment Kamailio's own deadline cuts them (as it does when
+    credit ends): each leg ends once, and Kamailio goes on answering the controller and placing legs."""
+    count = 100
+    carrier = GatewaySim("gw_answer_long.xml", edge[1]["primary"], tmp_path, calls=count)
+    try:
+        legs = [originate(controller, max_seconds=2) for _ in range(count)]
+        assert len(controller.wait_for("leg_answered", count, timeout=20)) == count, controller.messages[-5:]
+        # The moment Kamailio's timer starts cutting them, the controller hangs every one up.
+        assert controller.wait_for("leg_ended", timeout=10)
+        for leg in reversed(legs):
+            controller.send({"type": "hangup", "leg": leg})
+        wait_for(lambda: len(controller.of_type("leg_ended")) >= count, timeout=10)
+        ended = [message["leg"] for message in controller.of_type("leg_ended")]
+        assert sorted(ended) == sorted(legs), f"{len(set(ended))} of {count} legs ended, {len(ended)} times"
+        assert controller._call(controller._channel.ping()) < 2
+    finally:
+        carrier.stop()
+    after = gateways("primary", "gw_answer.xml")
+    leg = originate(controller)
+    assert events_of(controller, leg, "leg_answered")
+    controller.send({"type": "hangup", "leg": leg})
+    assert events_of(controller, leg, "leg_ended")
+    assert after.finish()[0] == 0
