@@ -64,6 +64,7 @@ def rtpengine(settings: Settings) -> Service:
             "--dtmf-log-ng-tcp",  # DTMF events to the controller's TCP ng connection
             f"--port-min={settings.rtpengine_port_min}",
             f"--port-max={settings.rtpengine_port_max}",
+            f"--timeout={settings.rtpengine_silence_timeout_seconds}",
             f"--pidfile={runtime_dir(settings) / 'rtpengine.pid'}",
             "--foreground",
             "--log-stderr",

@@ -57,6 +57,7 @@ class Settings:
     rtpengine_media_address: str
     rtpengine_port_min: int
     rtpengine_port_max: int
+    rtpengine_silence_timeout_seconds: int
     controller_evapi_listen: HostPort
     portal_listen: HostPort
     portal_workers: int
@@ -216,6 +217,7 @@ PARSERS: dict[tuple[str, str], Callable[[Any], Any]] = {
     ("rtpengine", "media_address"): _ip_address,
     ("rtpengine", "port_min"): _integer(1024, 65535),
     ("rtpengine", "port_max"): _integer(1024, 65535),
+    ("rtpengine", "silence_timeout_seconds"): _integer(10, 3600),
     ("controller", "evapi_listen"): _host_port,
     ("portal", "listen"): _host_port,
     ("portal", "workers"): _integer(1, 64),

@@ -375,18 +375,15 @@ class CallbackFlow:
         if not self.due.reserved:
             return True
         grants = await self._db(self.store.renew, list(self.due.reserved.values()), utcnow())
-        if grants is None:
-            self.refusal = Reason.INSUFFICIENT_CREDIT
-            for leg_id, role in ((self.due.reserved.get(role), role) for role in (LegRole.A, LegRole.B)):
-                if leg_id:
-                    self._leg(leg_id, role)
-            return False
-        for role, leg_id in self.due.reserved.items():
-            leg = self._leg(leg_id, role, grants[leg_id])
+        for role, leg_id in self.due.reserved.items():  # known to the flow either way, to be closed
+            leg = self._leg(leg_id, role, grants[leg_id] if grants else None)
             if role is LegRole.A:
                 self.a = leg
             else:
                 self._ahead_b = leg
+        if grants is None:
+            self.refusal = Reason.INSUFFICIENT_CREDIT
+            return False
         return True
 
     async def _reserve_a(self, prompt_refusal: bool = False) -> bool:
@@ -406,9 +403,9 @@ class CallbackFlow:
     async def _call_b(self, number: str) -> bool:
         """Place leg B to the number and bridge it; True once a call was connected."""
         leg, self._ahead_b = self._ahead_b, None
+        b_caller_id = self.due.caller if self.account.show_a_to_b else self.due.service_number
         if leg is None:
             self.b_sequence += 1
-            b_caller_id = self._b_caller_id()
             leg_id = await self._db(self.store.new_leg, self.due.session_id, LegRole.B, self.b_sequence, number,
                                     b_caller_id)  # fmt: skip
             leg = self._leg(leg_id, LegRole.B)
@@ -423,7 +420,6 @@ class CallbackFlow:
             if self.announce_max_duration:
                 await self.say(Prompt.MAX_DURATION, duration=duration_words(reservation.max_seconds, self.language))
         else:
-            b_caller_id = self._b_caller_id()
             await self._db(self.store.set_caller_id, leg.id, b_caller_id)
         await self.enter(State.CALLING_B)
         self.b = leg
@@ -441,9 +437,6 @@ class CallbackFlow:
         await self.enter(State.BRIDGED)
         await self._talk(leg)
         return True
-
-    def _b_caller_id(self) -> str:
-        return self.due.caller if self.account.show_a_to_b else self.due.service_number
 
     async def _talk(self, leg: Leg) -> None:
         """While A and B talk (credit is kept by the keeper): until #11 or B's hang-up."""
@@ -498,8 +491,11 @@ class CallbackFlow:
 
         async def closing() -> None:
             bridged = self.b is not None and self.b.up
-            await self.say(Prompt.OUT_OF_CREDIT, interruptible=False, over_bridge=bridged)
-            await self.say(Prompt.GOODBYE, interruptible=False, over_bridge=bridged)
+            try:
+                await self.say(Prompt.OUT_OF_CREDIT, interruptible=False, over_bridge=bridged)
+                await self.say(Prompt.GOODBYE, interruptible=False, over_bridge=bridged)
+            except Exception as error:  # the words are lost (the media, say), not the talk time paid for
+                log.warning("callback %s: the out-of-credit words failed: %r", self.due.session_id, error)
 
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(closing(), max(cut - loop.time(), 0))

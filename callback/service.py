@@ -3,7 +3,9 @@ and the routing of each event to the callback session it belongs to.
 
 The database is the state of record: a callback request is a `callback_sessions` row written by the
 SIP edge; the scheduler claims due rows (one controller each), so a request made while no controller
-ran is placed when one starts, and a session cut by a restart is closed and settled at start-up.
+ran is placed when one starts. At start-up a bridged call a stopped controller left is taken back
+if it is still up (`callback/resumed.py`); any other session a restart cut is closed, its legs hung
+up, and settled.
 """
 
 from __future__ import annotations
@@ -22,14 +24,17 @@ from callback.flow import CANCELLED, CallbackFlow, Links, State
 from callback.media import A, dtmf_digit
 from callback.ng import NgClient
 from callback.regular import RegularCallback
+from callback.resumed import ResumedCall
 from callback.sms import SmsDesk
 from callback.sms_store import SmsStore
 from callback.speech import SpeechCache, ringback_tone
-from callback.store import HEARTBEAT_SECONDS, CallbackStore
+from callback.store import HEARTBEAT_SECONDS, BridgedCall, CallbackStore
 
 log = logging.getLogger("callback")
 
 HEARTBEAT_INTERVAL = 5.0
+LEG_STATE_WAIT_SECONDS = 2.0
+MEDIA_LIST_LIMIT = 100000  # more calls than any rtpengine of ours holds
 SCHEDULER_MAX_SLEEP = 1.0
 
 
@@ -43,6 +48,7 @@ class Controller:
         self.sessions: dict[str, CallbackFlow] = {}
         self._wake = asyncio.Event()
         self._noting: set[asyncio.Future] = set()  # records being written, referenced till done
+        self._leg_states: dict[str, asyncio.Future] = {}  # legs asked about, by leg id
         self.sms = SmsDesk(SmsStore(self.store, settings.numbers_blocked_prefixes), self.kamailio, self._wake.set)
 
     async def run(self) -> None:
@@ -52,18 +58,19 @@ class Controller:
                 tasks.create_task(self.kamailio.run())
                 tasks.create_task(self.rtpengine.run())
                 await self._wait_connected()
-                interrupted, unrated = await asyncio.to_thread(self.store.recover, utcnow())
-                for leg in interrupted:
-                    log.warning("leg %s was up when the controller stopped: hung up and settled", leg)
-                    self.kamailio.send({"type": "hangup", "leg": leg})
-                for leg in unrated:
-                    log.warning("leg %s could not be rated: recorded at no cost", leg)
-                    self.kamailio.send({"type": "alert", "alert": "unrated_leg"})
                 links = Links(
                     self.kamailio, self.rtpengine, self.speech, self.store,
                     await ringback_tone(self.settings.paths_var_dir / "prompts"),
                     self.settings.numbers_blocked_prefixes,
                 )  # fmt: skip
+                taken_back = await self._take_back(links)
+                interrupted, unrated = await asyncio.to_thread(self.store.recover, utcnow(), taken_back)
+                for leg in interrupted:
+                    log.warning("leg %s was placed when the controller stopped: hung up and settled", leg)
+                    self.kamailio.send({"type": "hangup", "leg": leg})
+                for leg in unrated:
+                    log.warning("leg %s could not be rated: recorded at no cost", leg)
+                    self.kamailio.send({"type": "alert", "alert": "unrated_leg"})
                 _report_ready()
                 tasks.create_task(self._heartbeat())
                 tasks.create_task(self._legs_alive())
@@ -79,6 +86,38 @@ class Controller:
         await self.kamailio.ping()
         log.info("call controller ready")
 
+    # --- calls a stopped controller left ----------------------------------------------------------
+
+    async def _take_back(self, links: Links) -> frozenset[str]:
+        """The bridged calls a stopped controller left that are still up, at Kamailio (both legs)
+        and in rtpengine (their media), run on by this one (`callback/resumed.py`)."""
+        taken = set()
+        for call in await asyncio.to_thread(self.store.bridged_calls):
+            if await self._still_up(call):
+                log.info("callback %s: bridged when the controller stopped, taken back", call.due.session_id)
+                self._run_flow(ResumedCall(call, links), call.due.session_id)
+                taken.add(call.due.session_id)
+        return frozenset(taken)
+
+    async def _still_up(self, call: BridgedCall) -> bool:
+        try:
+            await self.rtpengine.request("query", **{"call-id": call.due.session_id})
+        except Exception:  # rtpengine lost its media: the call cannot go on
+            return False
+        states = await asyncio.gather(*(self._leg_state(leg.id) for leg in (call.a, call.b)))
+        return states == ["answered", "answered"]
+
+    async def _leg_state(self, leg: str) -> str:
+        """How Kamailio holds a leg: "answered", "calling", or "gone" (also when it does not say)."""
+        answer = self._leg_states[leg] = asyncio.get_running_loop().create_future()
+        self.kamailio.send({"type": "leg_state", "leg": leg})
+        try:
+            return await asyncio.wait_for(answer, LEG_STATE_WAIT_SECONDS)
+        except TimeoutError:
+            return "gone"
+        finally:
+            self._leg_states.pop(leg, None)
+
     # --- due callbacks --------------------------------------------------------------------------------
 
     async def _schedule(self, links: Links) -> None:
@@ -86,9 +125,7 @@ class Controller:
         while True:
             for due in await asyncio.to_thread(self.store.claim_due, utcnow(), State.CALLING_A.value):
                 flow = ConnectTwo(due, links) if due.connect_two else RegularCallback(due, links)
-                self.sessions[due.session_id] = flow
-                task = asyncio.create_task(flow.run(), name=f"callback {due.session_id}")
-                task.add_done_callback(lambda _, session_id=due.session_id: self.sessions.pop(session_id, None))
+                self._run_flow(flow, due.session_id)
             for session_id in await asyncio.to_thread(self.store.cancel_requested, list(self.sessions)):
                 flow = self.sessions.get(session_id)
                 if flow is not None and flow.task is not None and not flow.cancelling and not flow.finishing:
@@ -102,6 +139,11 @@ class Controller:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), sleep)
 
+    def _run_flow(self, flow: CallbackFlow, session_id: str) -> None:
+        self.sessions[session_id] = flow
+        task = asyncio.create_task(flow.run(), name=f"callback {session_id}")
+        task.add_done_callback(lambda _: self.sessions.pop(session_id, None))
+
     # --- events ------------------------------------------------------------------------------------------
 
     def _on_kamailio(self, message: dict) -> None:
@@ -114,6 +156,11 @@ class Controller:
             return
         if kind == "sms_result":
             self.sms.on_result(message)
+            return
+        if kind == "leg_state":
+            answer = self._leg_states.get(str(message.get("leg")))
+            if answer is not None and not answer.done():
+                answer.set_result(str(message.get("state")))
             return
         leg = message.get("leg")
         if leg is None:
@@ -152,15 +199,20 @@ class Controller:
                 log.exception("the heartbeat of %d legs could not be recorded", len(legs))
 
     async def _heartbeat(self) -> None:
-        """Check that both engines still answer, and say so in the log when one does not."""
-        probes = (("kamailio", self.kamailio.ping), ("rtpengine", lambda: self.rtpengine.request("ping")))
+        """Check that both engines still answer, and say so in the log when one does not; report
+        the sessions running and the calls rtpengine holds (metrics, served by Kamailio)."""
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
-            for name, probe in probes:
-                try:
-                    await probe()
-                except (TimeoutError, ConnectionError) as exc:
-                    log.warning("%s did not answer the heartbeat: %r", name, exc)
+            media_calls = -1
+            try:
+                media_calls = len((await self.rtpengine.request("list", limit=MEDIA_LIST_LIMIT)).get("calls", []))
+            except Exception as exc:  # down, slow or refusing: the count is not known
+                log.warning("rtpengine did not answer the heartbeat: %r", exc)
+            try:
+                await self.kamailio.ping()
+                self.kamailio.send({"type": "gauges", "sessions": len(self.sessions), "media_calls": media_calls})
+            except (TimeoutError, ConnectionError) as exc:
+                log.warning("kamailio did not answer the heartbeat: %r", exc)
 
 
 def _report_ready() -> None:

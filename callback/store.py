@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 # Session states a controller owns while the call runs; "requested" waits for a controller.
 REQUESTED = "requested"
+BRIDGED = "bridged"
 FINAL_STATES = ("ended", "failed")
 FINAL_LEG_STATUSES = (LegStatus.BUSY, LegStatus.NO_ANSWER, LegStatus.FAILED, LegStatus.CANCELLED, LegStatus.ENDED)
 
@@ -117,6 +118,24 @@ class DueCallback:
     reserved: dict[LegRole, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class UpLeg:
+    """A leg the database records as answered and not ended."""
+
+    id: str
+    role: LegRole
+    sequence: int
+    answered_at: datetime
+    granted: int | None  # seconds reserved from its answer
+
+
+@dataclass(frozen=True)
+class BridgedCall:
+    due: DueCallback
+    a: UpLeg
+    b: UpLeg
+
+
 def _view(account: Account) -> AccountView:
     return AccountView(
         account.id,
@@ -179,36 +198,65 @@ class CallbackStore:
                 ).rowcount
                 if not won:
                     continue  # another controller took it
-                row = session.get(CallbackSession, session_id)
-                access = session.get(AccessNumber, row.access_number_id) if row.access_number_id else None
-                gateway = session.get(Gateway, row.gateway_id) if row.gateway_id else None
-                claimed.append(
-                    DueCallback(
-                        row.id,
-                        row.caller_number,
-                        row.account_id,
-                        AccessSettings(
-                            access.number,
-                            access.language,
-                            access.allow_pin,
-                            access.allow_ani,
-                            access.save_caller_id_on_pin,
-                            access.announce_balance,
-                            access.retry_attempts,
-                            access.retry_interval_seconds,
-                        )
-                        if access
-                        else None,
-                        row.attempts,
-                        gateway.name if gateway is not None and gateway.enabled else None,
-                        row.destination_number,
-                        self._caller_id_for(session, row, access),
-                        row.connect_two,
-                        self._service_number(row, access),
-                        self._reserved_legs(session, row.id),
-                    )
-                )
+                claimed.append(self._due(session, session.get(CallbackSession, session_id)))
         return claimed
+
+    def _due(self, session, row: CallbackSession) -> DueCallback:
+        access = session.get(AccessNumber, row.access_number_id) if row.access_number_id else None
+        gateway = session.get(Gateway, row.gateway_id) if row.gateway_id else None
+        return DueCallback(
+            row.id,
+            row.caller_number,
+            row.account_id,
+            AccessSettings(
+                access.number,
+                access.language,
+                access.allow_pin,
+                access.allow_ani,
+                access.save_caller_id_on_pin,
+                access.announce_balance,
+                access.retry_attempts,
+                access.retry_interval_seconds,
+            )
+            if access
+            else None,
+            row.attempts,
+            gateway.name if gateway is not None and gateway.enabled else None,
+            row.destination_number,
+            self._caller_id_for(session, row, access),
+            row.connect_two,
+            self._service_number(row, access),
+            self._reserved_legs(session, row.id),
+        )
+
+    def bridged_calls(self) -> list[BridgedCall]:
+        """The sessions left bridged by a controller that stopped: leg A and leg B answered and not
+        ended, for a restarted controller to take back (`callback/resumed.py`) if they are still up."""
+        with transaction(self._reads) as session:
+            rows = list(session.execute(select(CallbackSession).where(CallbackSession.state == BRIDGED)).scalars())
+            calls = []
+            for row in rows:
+                up = {
+                    leg.role: leg
+                    for leg in session.execute(
+                        select(CallLeg).where(CallLeg.session_id == row.id, CallLeg.status == LegStatus.ANSWERED)
+                    ).scalars()
+                }
+                if set(up) != {LegRole.A, LegRole.B} or row.account_id is None:
+                    continue
+                grants = dict(
+                    session.execute(
+                        select(Reservation.leg_id, Reservation.granted_seconds).where(
+                            Reservation.leg_id.in_([leg.id for leg in up.values()])
+                        )
+                    ).all()
+                )
+                a, b = (
+                    UpLeg(leg.id, leg.role, leg.sequence, leg.answered_at, grants.get(leg.id))
+                    for leg in (up[LegRole.A], up[LegRole.B])
+                )
+                calls.append(BridgedCall(self._due(session, row), a, b))
+            return calls
 
     @staticmethod
     def _reserved_legs(session, session_id: str) -> dict[LegRole, str]:
@@ -288,13 +336,15 @@ class CallbackStore:
                 update(CallbackSession).where(CallbackSession.id == session_id).values(account_id=account_id)
             )
 
-    def recover(self, now: datetime) -> tuple[list[str], list[str]]:
+    def recover(self, now: datetime, keep: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
         """After a restart: sessions a controller was running are over. A leg that was up ends at
         the last moment the controller knew it was up (its heartbeat), never past its grant, and
         is settled; a session cut before its first leg was placed is requested again. Each session
         and each leg on its own: one that cannot be closed is logged and left for the next start,
-        and does not keep the others from closing. Returns the legs that were still up, for the
-        controller to hang up, and the legs that could not be rated, for it to raise the alarm."""
+        and does not keep the others from closing. Sessions in `keep` (calls taken back by the
+        controller) are left as they are. Returns the legs that were placed and not ended, for the
+        controller to hang up (or cancel), and the legs that could not be rated, for it to raise the
+        alarm."""
         interrupted: list[str] = []
         unrated: list[str] = []
         with transaction(self._reads) as session:
@@ -304,6 +354,8 @@ class CallbackStore:
                 ).scalars()
             )
         for session_id in running:
+            if session_id in keep:
+                continue
             try:
                 interrupted += self._recover_session(session_id, now, unrated)
             except Exception:
@@ -328,6 +380,8 @@ class CallbackStore:
                 if leg.status in FINAL_LEG_STATUSES:
                     continue
                 if leg.answered_at is None:
+                    if leg.status is not LegStatus.QUEUED:  # placed, perhaps ringing still: cancelled
+                        interrupted.append(leg.id)
                     self._record(session, leg, LegStatus.FAILED, now, None, "controller restarted")
                     continue
                 ended = last_known_up(leg.answered_at, leg.alive_at, grants.get(leg.id), now)
@@ -455,10 +509,8 @@ class CallbackStore:
         """Legs reserved when the call was asked for keep their credit: their granted seconds; None
         when one's reservation had expired and its credit went to other calls (nothing is placed)."""
         with transaction(self._writes) as session:
-            grants = credit.extend(session, leg_ids, now=now, seconds=0)
-            if any(grant.expires_at <= now for grant in grants):
-                return None
-            return {grant.leg_id: grant.granted_seconds for grant in grants}
+            grants = credit.renew(session, leg_ids, now=now)
+        return None if grants is None else {grant.leg_id: grant.granted_seconds for grant in grants}
 
     def extend(self, leg_ids: list[str], now: datetime) -> list[Grant]:
         with transaction(self._writes) as session:

@@ -17,6 +17,10 @@ LEGS = "boomerang_legs_total"  # label event: originated, answered, failed, ende
 ACTIVE_LEGS = "boomerang_active_legs"
 ALERTS = "boomerang_alerts_total"  # label alert: what an operator must look at (ALERTS_RAISED)
 ALERTS_RAISED = ("unrated_leg",)  # a leg recorded at no cost because nothing rated it
+# Reported by the call controller every few seconds: its sessions, and the calls rtpengine holds.
+# After any burst the second comes back to the number of live calls; a gap between them is a leak.
+CONTROLLER_SESSIONS = "boomerang_controller_sessions"
+MEDIA_CALLS = "boomerang_media_calls"
 
 
 def trigger(outcome):
@@ -41,6 +45,14 @@ def alert(command):
     if name not in ALERTS_RAISED:
         raise ValueError("unknown alert " + name[:40])
     KSR.xhttp_prom.counter_inc_l1(ALERTS, 1, name)
+
+
+def gauges(command):
+    """{"type": "gauges", "sessions", "media_calls"}: the controller's counts (-1: not known)."""
+    for name, key in ((CONTROLLER_SESSIONS, "sessions"), (MEDIA_CALLS, "media_calls")):
+        value = int(command.get(key, -1))
+        if value >= 0:
+            KSR.xhttp_prom.gauge_set_l0(name, str(value))
 
 
 def active_legs(count):

@@ -41,6 +41,7 @@ class KamailioRouting:
             "leg_state": legs.report_state,
             "send_sms": lambda message: sms_egress.send(self.directory, message),
             "alert": metrics.alert,
+            "gauges": metrics.gauges,
         }
 
     def child_init(self, rank):

@@ -427,12 +427,14 @@ def extend(
     return grants
 
 
-def renew(session: Session, leg_ids: Sequence[str], *, now: datetime, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> bool:
+def renew(
+    session: Session, leg_ids: Sequence[str], *, now: datetime, ttl_seconds: int = DEFAULT_TTL_SECONDS
+) -> list[Grant] | None:
     """Keep the legs' reservations holding credit for `ttl_seconds` more, as they are (a call
-    reserved when it was asked for, placed later); False when one had expired and its credit
-    went to other calls meanwhile: the call cannot be placed."""
+    reserved when it was asked for, placed later): their grants; None when one had expired and its
+    credit went to other calls meanwhile: the call cannot be placed."""
     grants = extend(session, leg_ids, now=now, seconds=0, ttl_seconds=ttl_seconds)
-    return all(grant.expires_at > now for grant in grants)
+    return grants if all(grant.expires_at > now for grant in grants) else None
 
 
 def close(session: Session, reservation_id: int, state: ReservationState, now: datetime) -> bool:

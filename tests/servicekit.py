@@ -6,16 +6,22 @@ import asyncio
 import contextlib
 import io
 import random
+import re
 import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from boomerang import services
+from sqlalchemy import update
+
+from boomerang import provisioning, services
 from boomerang.settings import HostPort, Settings
+from boomerang.store.models import Gateway
 from boomerang.supervisor import Supervisor, prepare_database
+from callback import bencode
 from callback.evapi import KamailioChannel
 from tests.dtmfpcap import write_key_press
 
@@ -139,8 +145,6 @@ def running_edge(tmp_path: Path, database_url: str | None = None, **overrides: s
 
 def rtpengine_calls(settings: Settings) -> list[str]:
     """The Call-IDs of the calls rtpengine holds now (its ng `list`, over UDP)."""
-    from callback import bencode
-
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ng:
         ng.settimeout(5)
         ng.sendto(
@@ -153,14 +157,17 @@ def rtpengine_calls(settings: Settings) -> list[str]:
     return list(answer.get("calls", []))
 
 
+def metric(settings: Settings, name: str) -> float | None:
+    """A metric without labels as Kamailio serves it at /metrics, or None when it is not there."""
+    with urllib.request.urlopen(f"http://{settings.metrics_listen}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = re.search(rf"^{re.escape(name)} (\S+)", text, re.M)
+    return float(found.group(1)) if found else None
+
+
 def two_carriers(session, phone_port: int, destination_port: int) -> None:
     """The demo carrier reaches the callers' phones (leg A goes back the way the trigger came); a
     second carrier, tried first for everything else, reaches the destinations."""
-    from sqlalchemy import update
-
-    from boomerang import provisioning
-    from boomerang.store.models import Gateway
-
     session.execute(update(Gateway).where(Gateway.name == "carrier").values(uri=f"sip:127.0.0.1:{phone_port}"))
     spec = provisioning.GatewaySpec(name="destination", uri=f"sip:127.0.0.1:{destination_port}", priority=1)
     provisioning.add_gateway(session, spec)

@@ -16,7 +16,7 @@ from sqlalchemy import update
 from boomerang import provisioning
 from boomerang.store import make_engine, session_factory, transaction
 from boomerang.store.models import Gateway, NumberFormat
-from tests.servicekit import ControllerProbe, GatewaySim, free_port, running_edge, wait_for
+from tests.servicekit import ControllerProbe, GatewaySim, free_port, metric, running_edge, wait_for
 
 pytestmark = pytest.mark.sip
 
@@ -229,6 +229,15 @@ def test_metrics_show_legs_and_active_calls(edge, controller, gateways):
     assert re.search(r"^boomerang_active_legs 0(\.0+)? ", text, re.M)
     assert 'boomerang_legs_total{event="failed"}' in text and 'boomerang_legs_total{event="answered"}' in text
     assert gateway.finish()[0] == 0
+
+
+def test_the_controllers_counts_are_served_as_metrics(edge, controller):
+    controller.send({"type": "gauges", "sessions": 3, "media_calls": 7})
+    assert wait_for(lambda: metric(edge[0], "boomerang_controller_sessions") == 3, timeout=5)
+    assert metric(edge[0], "boomerang_media_calls") == 7
+    controller.send({"type": "gauges", "sessions": 0, "media_calls": -1})  # rtpengine's count not known
+    assert wait_for(lambda: metric(edge[0], "boomerang_controller_sessions") == 0, timeout=5)
+    assert metric(edge[0], "boomerang_media_calls") == 7
 
 
 def metrics_text(settings) -> str:

@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import re
+import subprocess
 import threading
 import time
 import urllib.error
@@ -44,7 +45,16 @@ from callback.store import CallbackStore
 from rating.tariff_cache import load_index
 from tests.conftest import mariadb_database
 from tests.portalkit import Portal
-from tests.servicekit import SIPP_DIR, GatewaySim, free_port, phone_scenario, running_edge, two_carriers, wait_for
+from tests.servicekit import (
+    SIPP_DIR,
+    GatewaySim,
+    free_port,
+    metric,
+    phone_scenario,
+    running_edge,
+    two_carriers,
+    wait_for,
+)
 
 pytestmark = pytest.mark.sip
 
@@ -74,7 +84,13 @@ def platform(request, tmp_path_factory):
             url = next(databases)
             stack.callback(databases.close)
         settings = stack.enter_context(
-            running_edge(folder, database_url=url, triggers_per_second="500", portal_workers="4")
+            running_edge(
+                folder,
+                database_url=url,
+                triggers_per_second="500",
+                portal_workers="4",
+                rtpengine_silence_timeout_seconds="600",
+            )  # the carriers here send no RTP
         )
         ports = {"phone": free_port(), "destination": free_port()}
         engine = make_engine(settings.database_url)
@@ -308,8 +324,6 @@ def test_fifty_regular_callbacks_at_once_connect_what_one_dollar_pays_and_refuse
 
 def trigger_all(platform: Platform, callers_file: Path, workdir: Path):
     """All the callers dial the access number within a second (ringing, busy)."""
-    import subprocess
-
     scenario = workdir / "trigger_from_file.xml"
     scenario.write_text((SIPP_DIR / "trigger.xml").read_text().replace("[caller]", "[field0]"))
     target = platform.settings.sip_listen
@@ -378,3 +392,36 @@ def test_a_leg_interrupted_by_an_outage_is_billed_what_it_talked_before_it(platf
     for call_id, seen in on_wire.items():  # the dead controller left no call running past its grant
         granted = grants[call_ids[call_id]]
         assert seen.bye is not None and (seen.bye - seen.answered).total_seconds() <= granted + 2
+
+
+def test_a_bridged_call_survives_a_controller_restart_and_is_billed_to_its_end(platform, tmp_path):
+    """kill -9 of the controller during a bridged call: the restarted controller takes the call back,
+    keeps its credit (extends it, then cuts it when the balance is spent) and bills it on the wire."""
+    login = f"keep{free_port()}"
+    account_id = account(platform, login, balance="0.40")  # 120 s of this call, in more than one chunk
+    token = token_of(platform, login)
+    carrier = GatewaySim("gw_answer_long.xml", platform.ports["destination"], tmp_path, 240, calls=2)
+    code, body = api(platform, "POST", "/api/callbacks", token, {"a": "+447700900998", "b": f"+{US_DESTINATION}"})
+    assert code == 201, body
+    assert wait_for(lambda: bridged_calls(platform, account_id) == 1, timeout=30)
+    time.sleep(3)
+    with transaction(platform.db) as session:
+        granted_before = dict(session.execute(select(Reservation.leg_id, Reservation.granted_seconds)).all())
+    [controller] = [item for item in platform.supervisor.running if item.service.name == "controller"]
+    controller.process.kill()
+    controller.process.wait()
+    platform.supervisor.running.remove(controller)
+    platform.supervisor.start(services.controller(platform.settings))  # as `boomerang run` restarts it
+    try:  # the new controller runs the call, and the metrics say so
+        assert wait_for(lambda: metric(platform.settings, "boomerang_controller_sessions") == 1, timeout=20)
+        assert metric(platform.settings, "boomerang_media_calls") == 1
+        assert wait_for(lambda: all_over(platform, account_id), timeout=180)
+    finally:
+        carrier.stop()
+    [ended] = sessions_of(platform, account_id)
+    assert ended.end_reason == "out of credit"
+    cdrs = check_billing_on_the_wire(platform, account_id, [carrier.trace])  # billed to the BYE, together
+    assert len(cdrs) == 2
+    for cdr in cdrs:  # talked on past the credit it held when the controller died: it was extended
+        assert cdr.duration_seconds > granted_before[cdr.leg_id] + 10, (cdr.role, granted_before)
+    assert settled_balance(platform, account_id) >= 0

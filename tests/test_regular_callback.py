@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import sqlite3
 import time
 import urllib.request
 from datetime import datetime, timedelta
@@ -404,11 +405,7 @@ def test_a_killed_controller_leaves_no_call_up_and_no_leg_unbilled(platform, tmp
     up = wait_for(lambda: (s := session_of(sessions, caller)) and s.requested_at >= since
                   and s.state == "asking_destination", timeout=30)  # fmt: skip
     assert up
-    [running] = controller.running
-    running.process.kill()  # no chance to clean up
-    running.process.wait()
-    controller.running.clear()
-    controller.start(services.controller(settings))
+    restart_controller(settings, controller)  # killed: no chance to clean up
     ended = wait_for(lambda: finished(sessions, caller, since), timeout=30)
     assert ended is not None and ended.end_reason == "controller restarted"
     code, messages = phone.finish()
@@ -496,8 +493,6 @@ def test_a_hang_up_while_the_database_is_stalled_still_ends_and_bills_the_call(p
     """The phone hangs up while another process holds SQLite's write lock for 40 s, longer than the
     controller waits for it (30 s): the destination is hung up at once all the same, and once the
     database is back the call is recorded as it happened and billed once."""
-    import sqlite3
-
     settings, ports, sessions, _ = platform
     caller = known_caller(sessions, "447700900195")
     phone = GatewaySim(phone_scenario(tmp_path, "0012025550143#", wait_ms=1000, gap_ms=150, hang_up_after_ms=6000),

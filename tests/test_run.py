@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -185,9 +187,6 @@ def test_a_service_that_dies_is_restarted_while_the_others_keep_serving(tmp_path
 def wait_for_line(process: subprocess.Popen, pattern: str, timeout: float):
     """The next line of the supervisor's report matching `pattern`, read within `timeout` s (by a
     thread: a select on the pipe would miss lines already in the reader's buffer)."""
-    import queue
-    import threading
-
     lines = getattr(process, "lines", None)
     if lines is None:
         lines = process.lines = queue.Queue()
