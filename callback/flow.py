@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -247,7 +248,7 @@ class CallbackFlow:
                 event = progress.result()
                 await self._db(self.store.leg_event, leg.id, LegStatus.RINGING, event_time(event), event.get("code"))
         if not leg.outcome.done():
-            self.links.kamailio.send({"type": "hangup", "leg": leg.id})
+            self._tell({"type": "hangup", "leg": leg.id})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(leg.outcome), HANGUP_WAIT_SECONDS)
             if not leg.outcome.done():
@@ -275,13 +276,33 @@ class CallbackFlow:
 
     async def _hang_up(self, leg: Leg) -> dict | None:
         """Hang the leg up; its leg_ended event (when the BYE left), or None if none came."""
-        self.links.kamailio.send({"type": "hangup", "leg": leg.id})
+        self._tell({"type": "hangup", "leg": leg.id})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(leg.ended), HANGUP_WAIT_SECONDS)
         return leg.ended.result() if leg.ended.done() else None
 
+    def _tell(self, command: dict) -> None:
+        """A command Kamailio may miss while it restarts: the legs it holds keep their deadlines, and
+        the legs up are taught again when it is back (`Controller._reteach_kamailio`)."""
+        try:
+            self.links.kamailio.send(command)
+        except ConnectionError as error:
+            log.warning("callback %s: %s not sent to Kamailio: %r", self.due.session_id, command["type"], error)
+
+    def dialogs(self) -> list[tuple[str, dict, int]]:
+        """(leg, dialog, seconds left) of each leg up whose dialog Kamailio reported at its answer."""
+        now = asyncio.get_running_loop().time()
+        taught = []
+        for leg in self._legs.values():
+            dialog = leg.outcome.result().get("dialog") if leg.up else None
+            if not dialog:
+                continue
+            left = self.keeper.left() if leg.granted is not None else leg.answered_clock + UNPAID_LEG_SECONDS - now
+            taught.append((leg.id, dialog, max(int(left) if math.isfinite(left) else UNPAID_LEG_SECONDS, 1)))
+        return taught
+
     def _set_deadline(self, leg_id: str, seconds: int) -> None:
-        self.links.kamailio.send({"type": "set_max_duration", "leg": leg_id, "seconds": seconds})
+        self._tell({"type": "set_max_duration", "leg": leg_id, "seconds": seconds})
 
     # --- prompts -----------------------------------------------------------------------------------
 
@@ -509,7 +530,7 @@ class CallbackFlow:
         if unrated is not None:
             log.warning("callback %s: leg %s could not be rated (%s): recorded at no cost",
                         self.due.session_id, leg.id, unrated)  # fmt: skip
-            self.links.kamailio.send({"type": "alert", "alert": "unrated_leg"})
+            self._tell({"type": "alert", "alert": "unrated_leg"})
 
     # --- the end -----------------------------------------------------------------------------------
 
@@ -522,7 +543,7 @@ class CallbackFlow:
         legs = list(self._legs.values())
         for leg in legs:
             if leg.placed and not leg.recorded:
-                self.links.kamailio.send({"type": "hangup", "leg": leg.id})
+                self._tell({"type": "hangup", "leg": leg.id})
         waiting = [leg.ended if leg.answered else leg.outcome for leg in legs if leg.placed and not leg.recorded]
         if waiting:
             await asyncio.wait([asyncio.shield(future) for future in waiting], timeout=HANGUP_WAIT_SECONDS)

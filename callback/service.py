@@ -34,6 +34,7 @@ log = logging.getLogger("callback")
 
 HEARTBEAT_INTERVAL = 5.0
 LEG_STATE_WAIT_SECONDS = 2.0
+RECONNECT_POLL_SECONDS = 0.2
 MEDIA_LIST_LIMIT = 100000  # more calls than any rtpengine of ours holds
 SCHEDULER_MAX_SLEEP = 1.0
 
@@ -73,6 +74,7 @@ class Controller:
                     self.kamailio.send({"type": "alert", "alert": "unrated_leg"})
                 _report_ready()
                 tasks.create_task(self._heartbeat())
+                tasks.create_task(self._reteach_kamailio())
                 tasks.create_task(self._legs_alive())
                 tasks.create_task(self._schedule(links))
                 tasks.create_task(self.sms.run())
@@ -117,6 +119,19 @@ class Controller:
             return "gone"
         finally:
             self._leg_states.pop(leg, None)
+
+    async def _reteach_kamailio(self) -> None:
+        """Each time the link to Kamailio comes back, teach it the legs up (their dialogs, their
+        deadlines): a Kamailio that restarted holds none, and would answer their BYEs 481 and leave
+        them up at the far end. One that only lost the connection keeps what it holds."""
+        while True:
+            while self.kamailio.connected.is_set():
+                await asyncio.sleep(RECONNECT_POLL_SECONDS)
+            await self.kamailio.connected.wait()
+            for flow in list(self.sessions.values()):
+                for leg, dialog, seconds in flow.dialogs():
+                    with contextlib.suppress(ConnectionError):
+                        self.kamailio.send({"type": "adopt", "leg": leg, "dialog": dialog, "seconds": seconds})
 
     # --- due callbacks --------------------------------------------------------------------------------
 

@@ -30,6 +30,12 @@ DEADLINES_DUE = "deadlines_due"  # legs whose deadline expired, for the leg time
 CALL_ID_SUFFIX = "@boomerang"  # the Call-ID of every leg we place: its leg id and this
 LEG_STATE_SECONDS = 86400  # a leg's record outlives any call, and is removed when the leg ends
 UAC_FIRST_CSEQ = 10  # uac_req_send numbers its INVITE 10
+# What a BYE, a re-INVITE and an in-dialog request from the far end need of an answered leg: sent to
+# the controller with its answer, and taught back to a Kamailio that restarted (`adopt`).
+DIALOG_FIELDS = ("from_tag", "to_tag", "from_uri", "to_uri", "remote_target", "route_set", "cseq", "local", "sdp")
+# A Kamailio taught a dialog does not know how many requests were sent in it since the answer
+# (re-INVITEs): it numbers on from this far above, CSeq needing only to grow.
+ADOPTED_CSEQ_STEP = 1000
 FAILOVER_CODES = (408, 500, 502, 503, 504)  # the gateway failed, not the called party: try the next
 
 
@@ -183,6 +189,28 @@ def reinvite(command):
         LegStore.unlock(call_id)
 
 
+def adopt(command):
+    """{"type": "adopt", "leg", "dialog", "seconds"}: a leg the controller has up and this Kamailio
+    does not hold (it restarted) is held again, so that a BYE from either end is routed, the
+    controller's hang-up reaches it and its deadline cuts it. A leg held already is left as it is."""
+    leg_id = str(command["leg"])
+    call_id = call_id_for(leg_id)
+    seconds = max(1, int(command["seconds"]))
+    LegStore.lock(call_id)
+    try:
+        if LegStore.get(call_id) is not None:
+            return
+        leg = {name: command["dialog"][name] for name in DIALOG_FIELDS}
+        leg.update(leg=leg_id, call_id=call_id, state="answered", max_seconds=seconds, routes=[], attempt=0)
+        leg["cseq"] = int(leg["cseq"]) + ADOPTED_CSEQ_STEP
+        LegStore.put(leg)
+        KSR.htable.sht_setxs(DEADLINES, call_id, leg_id, seconds)
+        metrics.active_legs(_count_answered(+1))
+        KSR.info("leg " + leg_id + " taught back by the controller\n")
+    finally:
+        LegStore.unlock(call_id)
+
+
 def report_state(command):
     """{"type": "leg_state", "leg"}: how this Kamailio holds the leg ("calling", "answered"), or
     "gone" (it ended, or was never placed here); a restarted controller asks before taking a call back."""
@@ -313,7 +341,10 @@ def _answered(leg):
     KSR.htable.sht_setxs(DEADLINES, leg["call_id"], leg["leg"], leg["max_seconds"])
     metrics.active_legs(_count_answered(+1))
     metrics.leg("answered")
-    _event(leg, "leg_answered", sdp=KSR.pv.get("$rb") or "", gateway=leg["routes"][leg["attempt"]]["gateway"])
+    _event(
+        leg, "leg_answered", sdp=KSR.pv.get("$rb") or "", gateway=leg["routes"][leg["attempt"]]["gateway"],
+        dialog={name: leg[name] for name in DIALOG_FIELDS},
+    )  # fmt: skip
 
 
 def _contact_uri(value):

@@ -39,6 +39,7 @@ class KamailioRouting:
             "set_max_duration": lambda message: legs.set_max_duration(self.directory, message),
             "reinvite": legs.reinvite,
             "leg_state": legs.report_state,
+            "adopt": legs.adopt,
             "send_sms": lambda message: sms_egress.send(self.directory, message),
             "alert": metrics.alert,
             "gauges": metrics.gauges,

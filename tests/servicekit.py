@@ -120,6 +120,21 @@ def sipp(
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout + 10)
 
 
+_EDGES: dict[str, Supervisor] = {}  # the supervisor of each running edge, by its SIP address
+
+
+def restart_killed(settings: Settings, name: str) -> None:
+    """kill -9 of one service of a running edge ("kamailio", "rtpengine"), started again as
+    `boomerang run` restarts it."""
+    supervisor = _EDGES[str(settings.sip_listen)]
+    [running] = [item for item in supervisor.running if item.service.name == name]
+    running.process.kill()
+    running.process.wait()
+    supervisor._stop(running)  # as the supervisor does before a restart: its workers hold its ports
+    supervisor.running.remove(running)
+    supervisor.start(getattr(services, name)(settings))
+
+
 @contextlib.contextmanager
 def running_edge(tmp_path: Path, database_url: str | None = None, **overrides: str) -> Iterator[Settings]:
     """rtpengine and Kamailio started as `boomerang run` starts them, on free ports, with the demo data
@@ -134,8 +149,10 @@ def running_edge(tmp_path: Path, database_url: str | None = None, **overrides: s
     try:
         supervisor.start(services.rtpengine(settings))
         supervisor.start(services.kamailio(settings))
+        _EDGES[str(settings.sip_listen)] = supervisor
         yield settings
     finally:
+        _EDGES.pop(str(settings.sip_listen), None)
         supervisor.stop_all()
     # Kamailio reports memory misuse (double frees...) as CRITICAL and carries on: fail loudly instead.
     log = services.log_dir(settings) / "kamailio.log"

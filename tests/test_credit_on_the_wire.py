@@ -51,6 +51,7 @@ from tests.servicekit import (
     free_port,
     metric,
     phone_scenario,
+    restart_killed,
     running_edge,
     two_carriers,
     wait_for,
@@ -424,4 +425,29 @@ def test_a_bridged_call_survives_a_controller_restart_and_is_billed_to_its_end(p
     assert len(cdrs) == 2
     for cdr in cdrs:  # talked on past the credit it held when the controller died: it was extended
         assert cdr.duration_seconds > granted_before[cdr.leg_id] + 10, (cdr.role, granted_before)
+    assert settled_balance(platform, account_id) >= 0
+
+
+def test_a_bridged_call_survives_a_kamailio_restart_and_is_hung_up_at_both_ends(platform, tmp_path):
+    """kill -9 of Kamailio during a bridged call: the controller teaches the restarted Kamailio the
+    legs it has up, so its hang-up at the end of the credit reaches both ends, billed on the wire."""
+    login = f"sip{free_port()}"
+    account_id = account(platform, login, balance="0.20")  # 60 s of this call
+    token = token_of(platform, login)
+    carrier = GatewaySim("gw_answer_long.xml", platform.ports["destination"], tmp_path, 120, calls=2)
+    code, body = api(platform, "POST", "/api/callbacks", token, {"a": "+447700900997", "b": f"+{US_DESTINATION}"})
+    assert code == 201, body
+    assert wait_for(lambda: bridged_calls(platform, account_id) == 1, timeout=30)
+    time.sleep(3)
+    restart_killed(platform.settings, "kamailio")
+    try:  # the restarted Kamailio holds both legs again
+        assert wait_for(lambda: metric(platform.settings, "boomerang_active_legs") == 2, timeout=20)
+        assert wait_for(lambda: all_over(platform, account_id), timeout=120)
+    finally:
+        code, messages = carrier.finish()
+    assert code == 0, messages[-2000:]  # both legs got their BYE from the new Kamailio
+    [ended] = sessions_of(platform, account_id)
+    assert ended.end_reason == "out of credit"
+    cdrs = check_billing_on_the_wire(platform, account_id, [carrier.trace])
+    assert len(cdrs) == 2 and all(cdr.duration_seconds >= 55 for cdr in cdrs)
     assert settled_balance(platform, account_id) >= 0
