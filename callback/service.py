@@ -120,6 +120,18 @@ class Controller:
         finally:
             self._leg_states.pop(leg, None)
 
+    async def _delete_orphans(self, calls: set[str], seen_before: set[str]) -> set[str]:
+        """rtpengine's calls that no session runs (left by a controller that stopped, or by a delete
+        that failed) hold ports until its silence timeout: each one seen at two heartbeats in a row
+        is deleted. Returns the calls seen without a session this time."""
+        orphans = {call for call in calls if call not in self.sessions}
+        for call in orphans & seen_before:
+            log.warning("media call %s belongs to no callback session: deleted", call)
+            with contextlib.suppress(Exception):
+                await self.rtpengine.request("delete", **{"call-id": call, "delete-delay": 0})
+            calls.discard(call)
+        return orphans - seen_before
+
     async def _reteach_kamailio(self) -> None:
         """Each time the link to Kamailio comes back, teach it the legs up (their dialogs, their
         deadlines): a Kamailio that restarted holds none, and would answer their BYEs 481 and leave
@@ -216,11 +228,14 @@ class Controller:
     async def _heartbeat(self) -> None:
         """Check that both engines still answer, and say so in the log when one does not; report
         the sessions running and the calls rtpengine holds (metrics, served by Kamailio)."""
+        orphans: set[str] = set()
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             media_calls = -1
             try:
-                media_calls = len((await self.rtpengine.request("list", limit=MEDIA_LIST_LIMIT)).get("calls", []))
+                calls = set((await self.rtpengine.request("list", limit=MEDIA_LIST_LIMIT)).get("calls", []))
+                orphans = await self._delete_orphans(calls, orphans)
+                media_calls = len(calls)
             except Exception as exc:  # down, slow or refusing: the count is not known
                 log.warning("rtpengine did not answer the heartbeat: %r", exc)
             try:

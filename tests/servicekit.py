@@ -160,18 +160,24 @@ def running_edge(tmp_path: Path, database_url: str | None = None, **overrides: s
     assert not critical, "\n".join(critical[:5])
 
 
-def rtpengine_calls(settings: Settings) -> list[str]:
-    """The Call-IDs of the calls rtpengine holds now (its ng `list`, over UDP)."""
+def rtpengine_request(settings: Settings, command: dict) -> dict:
+    """One ng command to rtpengine over UDP (as Kamailio would send it), and its answer."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ng:
         ng.settimeout(5)
         ng.sendto(
-            b"list1 " + bencode.encode({"command": "list", "limit": 10000}),
+            # A cookie of its own: rtpengine answers a cookie it has seen with its cached reply.
+            f"test{random.getrandbits(48)} ".encode() + bencode.encode(command),
             (settings.rtpengine_ng_listen.host, settings.rtpengine_ng_listen.port),
         )
         cookie, _, reply = ng.recv(65535).partition(b" ")
     answer = bencode.decode_text(bencode.decode(reply))
     assert answer.get("result") == "ok", answer
-    return list(answer.get("calls", []))
+    return answer
+
+
+def rtpengine_calls(settings: Settings) -> list[str]:
+    """The Call-IDs of the calls rtpengine holds now (its ng `list`)."""
+    return list(rtpengine_request(settings, {"command": "list", "limit": 10000}).get("calls", []))
 
 
 def metric(settings: Settings, name: str) -> float | None:

@@ -18,7 +18,7 @@ from boomerang.store import make_engine, session_factory, transaction
 from boomerang.store.models import Account, CallbackSession, Gateway, Role
 from boomerang.supervisor import Supervisor
 from tests.portalkit import Portal
-from tests.servicekit import GatewaySim, free_port, metric, rtpengine_calls, running_edge, wait_for
+from tests.servicekit import GatewaySim, free_port, metric, rtpengine_calls, rtpengine_request, running_edge, wait_for
 
 pytestmark = pytest.mark.sip
 
@@ -241,6 +241,11 @@ def test_callbacks_nobody_answers_leave_no_media_behind(platform, tmp_path):
         assert events(caller, callback_id)[-1][1]["end_reason"] == "leg A not answered"
     assert nobody.finish()[0] == 0
     assert rtpengine_calls(portal.settings) == []  # every call's media deleted, whatever it reached
+    # A call rtpengine holds for no session (a controller that died left it) is deleted.
+    sdp = "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\n"
+    rtpengine_request(portal.settings, {"command": "offer", "call-id": "left-behind", "from-tag": "x", "sdp": sdp})
+    assert rtpengine_calls(portal.settings) == ["left-behind"]
+    assert wait_for(lambda: rtpengine_calls(portal.settings) == [], timeout=20)
     # The controller's sessions and rtpengine's calls, in the metrics, come back to the live calls.
     assert wait_for(lambda: metric(portal.settings, "boomerang_controller_sessions") == 0, timeout=15)
     assert wait_for(lambda: metric(portal.settings, "boomerang_media_calls") == 0, timeout=15)
