@@ -262,7 +262,7 @@ class CallbackFlow:
         """Record the answer at the moment Kamailio saw it; a paid leg's credit is kept from then."""
         at = event_time(event)
         leg.answered_clock = asyncio.get_running_loop().time() - max(time.time() - at.timestamp(), 0)
-        await self._db(self.store.leg_event, leg.id, LegStatus.ANSWERED, at, 200)
+        await self._db(self.store.leg_event, leg.id, LegStatus.ANSWERED, at, 200, "", event.get("dialog"))
         if leg.granted is not None:
             self._keep_credit(leg)
 

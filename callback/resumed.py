@@ -52,7 +52,7 @@ class ResumedCall(CallbackFlow):
         leg.placed = True
         answered_at = up.answered_at if up.answered_at.tzinfo else up.answered_at.replace(tzinfo=UTC)
         at = answered_at.timestamp()
-        leg.outcome.set_result({"type": "leg_answered", "leg": up.id, "ts": at})
+        leg.outcome.set_result({"type": "leg_answered", "leg": up.id, "ts": at, "dialog": up.dialog})
         leg.answered_clock = asyncio.get_running_loop().time() - max(time.time() - at, 0)
         if leg.granted is not None:
             self._keep_credit(leg)

@@ -6,6 +6,7 @@ Blocking SQLAlchemy calls; the asyncio controller runs them in worker threads (`
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,6 +128,7 @@ class UpLeg:
     sequence: int
     answered_at: datetime
     granted: int | None  # seconds reserved from its answer
+    dialog: dict | None = None  # its SIP dialog, as Kamailio reported it at the answer
 
 
 @dataclass(frozen=True)
@@ -252,7 +254,14 @@ class CallbackStore:
                     ).all()
                 )
                 a, b = (
-                    UpLeg(leg.id, leg.role, leg.sequence, leg.answered_at, grants.get(leg.id))
+                    UpLeg(
+                        leg.id,
+                        leg.role,
+                        leg.sequence,
+                        leg.answered_at,
+                        grants.get(leg.id),
+                        json.loads(leg.sip_dialog) if leg.sip_dialog else None,
+                    )  # fmt: skip
                     for leg in (up[LegRole.A], up[LegRole.B])
                 )
                 calls.append(BridgedCall(self._due(session, row), a, b))
@@ -418,12 +427,21 @@ class CallbackStore:
                 session.execute(update(CallLeg).where(CallLeg.id.in_(leg_ids)).values(alive_at=now))
 
     def leg_event(
-        self, leg_id: str, status: LegStatus, at: datetime, sip_code: int | None = None, detail: str = ""
+        self,
+        leg_id: str,
+        status: LegStatus,
+        at: datetime,
+        sip_code: int | None = None,
+        detail: str = "",
+        dialog: dict | None = None,
     ) -> None:
+        """`dialog`: an answered leg's SIP dialog, as Kamailio reported it."""
         with transaction(self._writes) as session:
             leg = session.get(CallLeg, leg_id)
             if leg is not None:
                 self._record(session, leg, status, at, sip_code, detail)
+                if dialog:
+                    leg.sip_dialog = json.dumps(dialog, separators=(",", ":"))
 
     @staticmethod
     def _record(session, leg: CallLeg, status: LegStatus, at: datetime, sip_code: int | None, detail: str) -> None:

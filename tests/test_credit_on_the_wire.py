@@ -429,9 +429,11 @@ def test_a_bridged_call_survives_a_controller_restart_and_is_billed_to_its_end(p
     assert settled_balance(platform, account_id) >= 0
 
 
-def test_a_bridged_call_survives_a_kamailio_restart_and_is_hung_up_at_both_ends(platform, tmp_path):
-    """kill -9 of Kamailio during a bridged call: the controller teaches the restarted Kamailio the
-    legs it has up, so its hang-up at the end of the credit reaches both ends, billed on the wire."""
+@pytest.mark.parametrize("controller_first", [False, True], ids=["kamailio", "controller-then-kamailio"])
+def test_a_bridged_call_survives_a_kamailio_restart_and_is_hung_up_at_both_ends(platform, tmp_path, controller_first):
+    """kill -9 of Kamailio during a bridged call (after one of the controller, which took the call
+    back): the controller teaches the restarted Kamailio the legs it has up, from the dialogs the
+    database keeps, so its hang-up at the end of the credit reaches both ends, billed on the wire."""
     login = f"sip{free_port()}"
     account_id = account(platform, login, balance="0.20")  # 60 s of this call
     token = token_of(platform, login)
@@ -440,6 +442,13 @@ def test_a_bridged_call_survives_a_kamailio_restart_and_is_hung_up_at_both_ends(
     assert code == 201, body
     assert wait_for(lambda: bridged_calls(platform, account_id) == 1, timeout=30)
     time.sleep(3)
+    if controller_first:
+        [controller] = [item for item in platform.supervisor.running if item.service.name == "controller"]
+        controller.process.kill()
+        controller.process.wait()
+        platform.supervisor.running.remove(controller)
+        platform.supervisor.start(services.controller(platform.settings))
+        assert wait_for(lambda: metric(platform.settings, "boomerang_controller_sessions") == 1, timeout=20)
     restart_killed(platform.settings, "kamailio")
     try:  # the restarted Kamailio holds both legs again
         assert wait_for(lambda: metric(platform.settings, "boomerang_active_legs") == 2, timeout=20)

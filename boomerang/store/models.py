@@ -399,6 +399,9 @@ class CallLeg(Base):
     # The last moment the controller running the leg knew it was up (a heartbeat while it runs):
     # a leg interrupted by an outage is billed to here, not to whenever the platform came back.
     alive_at: Mapped[datetime | None]
+    # The SIP dialog of an answered leg as Kamailio reported it (JSON): what a Kamailio that
+    # restarted is taught back to reach the leg, by whichever controller runs it then.
+    sip_dialog: Mapped[str | None] = mapped_column(Text)
 
     session: Mapped[CallbackSession] = relationship(back_populates="legs")
     events: Mapped[list[LegEvent]] = relationship(back_populates="leg", order_by="LegEvent.id")
