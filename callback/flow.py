@@ -97,7 +97,9 @@ LEG_A_GONE = "caller hung up"  # leg A hung up: the session is over
 OUT_OF_CREDIT = "out of credit"  # the credit ends: "out of credit" and goodbye, then hang up
 GRANT_ENDED = "grant ended"  # Kamailio cut a leg at its hard deadline: nothing more can be said
 CANCELLED = "cancelled"  # its requester asked to stop it
+MEDIA_LOST = "media lost"  # rtpengine no longer holds the call (it restarted): nobody hears anything
 END_REASONS = {LEG_A_GONE: "caller hung up", OUT_OF_CREDIT: "out of credit", GRANT_ENDED: "out of credit",
+               MEDIA_LOST: "media lost",
                CANCELLED: "cancelled"}  # fmt: skip
 
 

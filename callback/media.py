@@ -38,6 +38,7 @@ class MediaSession:
         self.ng = ng
         self.call_id = call_id
         self.a_sdp = ""
+        self.held = False  # rtpengine holds this call: it answered our offer, and it is not deleted
         self.sdp_for_b = ""  # what leg B is INVITEd with: rtpengine's side facing the second party
 
     async def _command(self, command: str, **params: Any) -> dict[str, Any]:
@@ -45,6 +46,7 @@ class MediaSession:
 
     async def sdp_for_a(self) -> str:
         reply = await self._command("offer", **{"from-tag": IVR, "sdp": PLACEHOLDER_SDP, "ICE": "remove"})
+        self.held = True
         return reply["sdp"]
 
     async def a_answered(self, sdp: str) -> None:
@@ -96,6 +98,7 @@ class MediaSession:
         """The whole call, by its Call-ID alone (naming a party would miss a call that never got as
         far as A's answer: it holds only the IVR placeholder), at once: rtpengine otherwise keeps a
         deleted call's ports 30 s, which a burst of short calls runs out of."""
+        self.held = False
         await self._command("delete", **{"delete-delay": 0})
 
 

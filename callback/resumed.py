@@ -38,6 +38,7 @@ class ResumedCall(CallbackFlow):
         self.a = self._taken_back(self.call.a)
         self.b = self._taken_back(self.call.b)
         self.state = State.BRIDGED
+        self.media.held = True  # the service asked rtpengine before taking the call back
         if self.account is None or self.account.status is not AccountStatus.ACTIVE:
             return State.ENDED, "account unavailable"
         await self._talk(self.b)  # raises GrantEnded when Kamailio cut it at its deadline

@@ -20,7 +20,7 @@ from boomerang.settings import READY_FD_ENV, Settings, load
 from boomerang.store.types import utcnow
 from callback.connect_two import ConnectTwo
 from callback.evapi import KamailioChannel
-from callback.flow import CANCELLED, CallbackFlow, Links, State
+from callback.flow import CANCELLED, MEDIA_LOST, CallbackFlow, Links, State
 from callback.media import A, dtmf_digit
 from callback.ng import NgClient
 from callback.regular import RegularCallback
@@ -119,6 +119,15 @@ class Controller:
             return "gone"
         finally:
             self._leg_states.pop(leg, None)
+
+    def _end_without_media(self, missing: set[str]) -> None:
+        """Sessions whose media rtpengine held before it was asked, and does not list (it
+        restarted), are dead air for both parties: each is ended, its legs hung up and billed to now."""
+        for session_id in missing:
+            flow = self.sessions.get(session_id)
+            if flow is not None and flow.media.held and flow.task and not flow.finishing:
+                log.warning("callback %s: rtpengine lost its media: ended", session_id)
+                flow.task.cancel(MEDIA_LOST)
 
     async def _delete_orphans(self, calls: set[str], seen_before: set[str]) -> set[str]:
         """rtpengine's calls that no session runs (left by a controller that stopped, or by a delete
@@ -233,7 +242,9 @@ class Controller:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             media_calls = -1
             try:
+                held = {session_id for session_id, flow in self.sessions.items() if flow.media.held}
                 calls = set((await self.rtpengine.request("list", limit=MEDIA_LIST_LIMIT)).get("calls", []))
+                self._end_without_media(held - calls)
                 orphans = await self._delete_orphans(calls, orphans)
                 media_calls = len(calls)
             except Exception as exc:  # down, slow or refusing: the count is not known

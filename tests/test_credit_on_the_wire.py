@@ -461,3 +461,36 @@ def test_a_bridged_call_survives_a_kamailio_restart_and_is_hung_up_at_both_ends(
     cdrs = check_billing_on_the_wire(platform, account_id, [carrier.trace])
     assert len(cdrs) == 2 and all(cdr.duration_seconds >= 55 for cdr in cdrs)
     assert settled_balance(platform, account_id) >= 0
+
+
+def test_a_call_whose_media_is_lost_is_hung_up_at_both_ends_and_billed_to_the_cut(platform, tmp_path):
+    """kill -9 of rtpengine (no media persistence) during a bridged call: nobody hears anything any
+    more, so both legs get a BYE within seconds and are billed to that moment."""
+    login = f"rtp{free_port()}"
+    account_id = account(platform, login, balance="5.00")
+    token = token_of(platform, login)
+    carrier = GatewaySim("gw_answer_long.xml", platform.ports["destination"], tmp_path, 120, calls=2)
+    code, body = api(platform, "POST", "/api/callbacks", token, {"a": "+447700900996", "b": f"+{US_DESTINATION}"})
+    assert code == 201, body
+    assert wait_for(lambda: bridged_calls(platform, account_id) == 1, timeout=30)
+    time.sleep(3)
+    killed_at = utcnow()
+    restart_killed(platform.settings, "rtpengine")
+    try:
+        assert wait_for(lambda: all_over(platform, account_id), timeout=30)
+    finally:
+        code, messages = carrier.finish()
+    assert code == 0, messages[-2000:]  # both legs got a BYE
+    [ended] = sessions_of(platform, account_id)
+    assert ended.end_reason == "media lost"
+    on_wire = wire(carrier.trace)
+    with transaction(platform.db) as session:
+        cdrs = list(session.execute(select(Cdr).where(Cdr.account_id == account_id)).scalars())
+        call_ids = dict(
+            session.execute(select(CallLeg.id, CallLeg.sip_call_id).where(CallLeg.session_id == ended.id)).all()
+        )
+    assert len(cdrs) == 2
+    for cdr in cdrs:
+        seen = on_wire[call_ids[cdr.leg_id]]
+        assert (seen.bye - killed_at).total_seconds() <= 10  # no leg up without media for more than 10 s
+        assert abs((cdr.end_time - seen.bye).total_seconds()) <= 1.0  # billed to the cut
