@@ -56,7 +56,10 @@ def platform(tmp_path_factory):
     carrier (tried first for destinations) reaches the called parties."""
     # A short repeat window: the same caller triggers again in the next tests.
     with running_edge(
-        tmp_path_factory.mktemp("callback"), triggers_repeat_window_seconds="2", numbers_blocked_prefixes="1900,44909"
+        tmp_path_factory.mktemp("callback"),
+        triggers_repeat_window_seconds="2",
+        numbers_blocked_prefixes="1900,44909",
+        rtpengine_silence_timeout_seconds="600",  # the simulated phones and destinations fall silent
     ) as settings:
         ports = {"phone": free_port(), "destination": free_port()}
         engine = make_engine(settings.database_url)
