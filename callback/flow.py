@@ -477,7 +477,7 @@ class CallbackFlow:
         if by == "peer":
             await self._end_b(leg, ended, "peer", "hung up")
             return
-        await self._end_b(leg, ended, "platform", by)
+        await self._end_b(leg, ended, "platform", self._platform_cause(by, by))
         if by == "max_duration":
             raise GrantEnded
 
@@ -535,6 +535,14 @@ class CallbackFlow:
             self._tell({"type": "alert", "alert": "unrated_leg"})
 
     # --- the end -----------------------------------------------------------------------------------
+
+    def _platform_cause(self, by: str | None, reason: str) -> str:
+        """Why we cut a leg. Kamailio's hard deadline sits on the end of the credit (rounded down to
+        its whole seconds), so it may cut a leg a moment before the flow's own goodbye does: once the
+        credit is final, that cut is the credit running out, and is recorded as such."""
+        if by != "max_duration":
+            return reason
+        return END_REASONS[OUT_OF_CREDIT] if self.keeper.final else by
 
     async def _finish(self, state: State, reason: str) -> None:
         """Every leg hung up, recorded at the moment it ended and settled, each on its own and each
@@ -595,7 +603,7 @@ class CallbackFlow:
                 if by == "peer":
                     await self._db(self.store.leg_hung_up, leg.id, "peer", "hung up")
                 else:  # we hung it up as the session ended, or Kamailio did at its hard deadline
-                    await self._db(self.store.leg_hung_up, leg.id, "platform", reason if by != "max_duration" else by)
+                    await self._db(self.store.leg_hung_up, leg.id, "platform", self._platform_cause(by, reason))
             else:
                 outcome = leg.outcome.result() if leg.outcome.done() else None
                 code = (outcome or {}).get("code")
