@@ -3,13 +3,20 @@
 The caller hears ringing for the access number's ring time and then busy: the call is never
 answered, so it costs the caller nothing. The worker process is not held while it rings: the
 transaction is suspended and resumed by the async module after the ring time.
+
+Ringing then busy is a promise, made only once the request is durably kept: in the node's spool
+(`boomerang/trigger_spool.py`), from which the drain process moves it into the database
+(`kemi/trigger_drain.py`). No worker waits on the database for it. A request that cannot be kept,
+or an access number for known callers only whose callers cannot be looked up, gets 503 at once:
+a failure that promises nothing.
 """
 
 from datetime import UTC, datetime, timedelta
 
 import KSR
 
-from kemi import controller_channel, metrics, sip_text, triggers
+from boomerang.trigger_spool import SpooledRequest
+from kemi import metrics, sip_text, triggers
 from kemi.sip_parties import caller_number
 
 EXIT = -255
@@ -29,11 +36,16 @@ def route(directory, gateway):
         KSR.sl.sl_send_reply(433, "Anonymity Disallowed")
         return EXIT
 
-    account_id = directory.known_caller_account(caller)
-    if access.known_callers_only and account_id is None:
-        metrics.trigger(triggers.UNKNOWN_CALLER)
-        KSR.sl.sl_send_reply(486, "Busy Here")
-        return EXIT
+    account_id = None
+    if access.known_callers_only:
+        try:
+            account_id = directory.known_caller_account(caller)
+        except Exception as exc:  # the database does not answer: whether we know the caller is unknown
+            return _promise_nothing("callers of " + access.number + " cannot be looked up", exc)
+        if account_id is None:
+            metrics.trigger(triggers.UNKNOWN_CALLER)
+            KSR.sl.sl_send_reply(486, "Busy Here")
+            return EXIT
     refusal = triggers.admit(directory.settings, caller)
     if refusal in (triggers.PLATFORM_LIMIT, triggers.CALLER_LIMIT):
         metrics.trigger(refusal)
@@ -43,7 +55,15 @@ def route(directory, gateway):
     KSR.tm.t_newtran()
     KSR.tm.t_set_fr(TRANSACTION_TIMEOUT_MS, TRANSACTION_TIMEOUT_MS)
     if refusal is None:
-        _promise_callback(directory, access, gateway, caller, account_id)
+        try:
+            _keep_request(directory, access, gateway, caller, account_id)
+        except OSError as exc:  # the spool's disk is full or gone: no promise we cannot keep
+            triggers.forget(caller)  # the caller may try again at once
+            KSR.err("callback request from " + caller + " not kept: " + repr(exc)[:300] + "\n")
+            metrics.trigger("error")
+            KSR.tm.t_reply(503, "Service Unavailable")
+            return EXIT
+        metrics.trigger("callback")
     else:
         metrics.trigger(refusal)  # a repeat: rings and is rejected like the first, nothing more
     KSR.tm.t_reply(180, "Ringing")
@@ -51,30 +71,27 @@ def route(directory, gateway):
     return EXIT
 
 
-def _promise_callback(directory, access, gateway, caller, account_id):
+def _keep_request(directory, access, gateway, caller, account_id):
     now = datetime.now(UTC)
     due_at = now + timedelta(seconds=access.ring_time_seconds + access.callback_delay_seconds)
-    call_id = KSR.pv.get("$ci")
-    try:
-        session_id = directory.record_callback_request(
-            access, gateway, caller, account_id, "trigger:" + call_id, due_at
-        )
-    except Exception as exc:  # the database is down: no promise we cannot keep
-        KSR.err("callback request from " + caller + " not recorded: " + repr(exc)[:300] + "\n")
-        metrics.trigger("error")
-        return
-    metrics.trigger("callback")
-    controller_channel.send(
-        {
-            "type": "callback_request",
-            "session_id": session_id,
-            "caller": caller,
-            "access_number": access.number,
-            "account_id": account_id,
-            "requested_at": now.isoformat(),
-            "due_at": due_at.isoformat(),
-        }
+    request = SpooledRequest(
+        request_ref="trigger:" + KSR.pv.get("$ci"),
+        caller=caller,
+        access_number_id=access.id,
+        access_number=access.number,
+        gateway_id=gateway.id,
+        known_caller_account=account_id,
+        requested_at=now.isoformat(),
+        due_at=due_at.isoformat(),
     )
+    directory.trigger_spool.keep(request)
+
+
+def _promise_nothing(why, exc):
+    KSR.err("callback trigger refused: " + why + ": " + repr(exc)[:300] + "\n")
+    metrics.trigger("error")
+    KSR.sl.sl_send_reply(503, "Service Unavailable")
+    return EXIT
 
 
 def hang_up_while_ringing():

@@ -2,22 +2,28 @@
 
 Kamailio forks its workers after loading this module, so each process opens its own engine on first
 use. Gateways and access numbers are read-through caches refreshed every few seconds: a change made
-with the CLI or the portal takes effect without a restart, and no state lives only here.
+with the CLI or the portal takes effect without a restart, and no state lives only here. The edge
+never waits long on the database: a statement gives up after EDGE_WAIT_SECONDS, and a cache whose
+refresh fails keeps serving what it read last.
 """
 
 import ipaddress
 import os
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
+import KSR
 from sqlalchemy import select
 
 from boomerang.numbers import for_gateway
 from boomerang.settings import load
 from boomerang.store import make_engine, read_only_factory, session_factory, transaction
 from boomerang.store.models import AccessNumber, AuthorizedCallerId, CallbackSession, Gateway, NumberFormat
+from boomerang.trigger_spool import SpooledRequest, TriggerSpool
 
 CACHE_SECONDS = 5.0
+EDGE_WAIT_SECONDS = 2  # a SIP worker waits no longer than this on a lock or a silent server
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,13 @@ class _Refreshed:
 
     def get(self):
         if time.monotonic() - self._loaded > CACHE_SECONDS:
-            self._value = self._load()
-            self._loaded = time.monotonic()
+            try:
+                self._value = self._load()
+            except Exception as exc:
+                if self._value is None:
+                    raise  # nothing read yet: nothing to serve
+                KSR.warn("database not answering, serving what was read before: " + repr(exc)[:200] + "\n")
+            self._loaded = time.monotonic()  # failed or not, the next try is a cache period away
         return self._value
 
 
@@ -72,11 +83,12 @@ class Directory:
         self._gateways = _Refreshed(self._load_gateways)
         self._outbound = _Refreshed(self._load_outbound)
         self._access_numbers = _Refreshed(self._load_access_numbers)
+        self.trigger_spool = TriggerSpool(self.settings.paths_var_dir / "spool" / "triggers")
 
     def _factories(self):
         if self._pid != os.getpid():  # first use in this (forked) process
             self._pid = os.getpid()
-            engine = make_engine(self.settings.database_url)
+            engine = make_engine(self.settings.database_url, wait_seconds=EDGE_WAIT_SECONDS)
             self._writes, self._reads = session_factory(engine), read_only_factory(engine)
         return self._writes, self._reads
 
@@ -123,27 +135,36 @@ class Directory:
                 select(AuthorizedCallerId.account_id).where(AuthorizedCallerId.number == number)
             ).scalar_one_or_none()
 
-    def record_callback_request(self, access, gateway, caller, account_id, request_ref, due_at):
-        """Persist the promised callback; returns its id (the same id again for a repeated request)."""
+    def record_callback_request(self, request: SpooledRequest) -> tuple[int, int | None, bool]:
+        """Persist a promised callback: (its id, the account of a known caller, whether it is new).
+        A request recorded before (moved from the spool twice) keeps its first record."""
         with self.writing() as session:
             existing = session.execute(
-                select(CallbackSession.id).where(CallbackSession.request_ref == request_ref)
-            ).scalar_one_or_none()
+                select(CallbackSession.id, CallbackSession.account_id).where(
+                    CallbackSession.request_ref == request.request_ref
+                )
+            ).one_or_none()
             if existing is not None:
-                return existing
+                return existing.id, existing.account_id, False
+            account_id = request.known_caller_account
+            if account_id is None:
+                account_id = session.execute(
+                    select(AuthorizedCallerId.account_id).where(AuthorizedCallerId.number == request.caller)
+                ).scalar_one_or_none()
             callback = CallbackSession(
                 kind="access",
                 account_id=account_id,
-                access_number_id=access.id,
-                gateway_id=gateway.id,
-                caller_number=caller,
-                request_ref=request_ref,
+                access_number_id=request.access_number_id,
+                gateway_id=request.gateway_id,
+                caller_number=request.caller,
+                request_ref=request.request_ref,
                 state="requested",
-                due_at=due_at,
+                requested_at=datetime.fromisoformat(request.requested_at),
+                due_at=datetime.fromisoformat(request.due_at),
             )
             session.add(callback)
             session.flush()
-            return callback.id
+            return callback.id, account_id, True
 
     def _load_gateways(self):
         with self.reading() as session:

@@ -21,6 +21,8 @@ ALERTS_RAISED = ("unrated_leg",)  # a leg recorded at no cost because nothing ra
 # After any burst the second comes back to the number of live calls; a gap between them is a leak.
 CONTROLLER_SESSIONS = "boomerang_controller_sessions"
 MEDIA_CALLS = "boomerang_media_calls"
+# Callbacks promised and kept on the node's disk, not yet in the database (it is stalled or away).
+SPOOLED_TRIGGERS = "boomerang_triggers_spooled"
 
 
 def trigger(outcome):
@@ -53,6 +55,10 @@ def gauges(command):
         value = int(command.get(key, -1))
         if value >= 0:
             KSR.xhttp_prom.gauge_set_l0(name, str(value))
+
+
+def spooled_triggers(count):
+    KSR.xhttp_prom.gauge_set_l0(SPOOLED_TRIGGERS, str(max(int(count), 0)))
 
 
 def active_legs(count):

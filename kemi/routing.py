@@ -21,6 +21,7 @@ if _PROJECT_ROOT not in sys.path:
 
 from kemi import access_triggers, controller_channel, legs, metrics, sms_egress, sms_ingress  # noqa: E402
 from kemi.directory import Directory  # noqa: E402
+from kemi.trigger_drain import TriggerDrain  # noqa: E402
 
 EXIT = -255  # a route function's "stop here" (KEMI convention for exit)
 
@@ -32,6 +33,7 @@ def mod_init():
 class KamailioRouting:
     def __init__(self):
         self.directory = Directory()
+        self.trigger_drain = TriggerDrain(self.directory)
         # What the call controller may ask of the SIP edge (kemi/controller_channel.py).
         self.controller_commands = {
             "originate": lambda message: legs.originate(self.directory, message),
@@ -184,6 +186,13 @@ class KamailioRouting:
             legs.run_leg_timer()
         except Exception as exc:  # keep the timer process alive
             KSR.err("leg timer failed: " + repr(exc)[:500] + "\n")
+        return 1
+
+    def ksr_rtimer_triggers(self, msg, evname):
+        try:
+            self.trigger_drain.run()
+        except Exception as exc:  # keep the timer process alive
+            KSR.err("trigger drain failed: " + repr(exc)[:500] + "\n")
         return 1
 
     def ksr_xhttp_event(self, msg, evname):

@@ -46,3 +46,15 @@ def admit(settings, caller):
     if not _count_within(CALLER_TABLE, caller, settings.triggers_per_caller_per_hour, 3600):
         return CALLER_LIMIT
     return None
+
+
+def forget(caller):
+    """Undo what `admit` counted for a trigger whose callback could not be promised after all."""
+    KSR.htable.sht_rm(REPEAT_TABLE, caller)
+    KSR.htable.sht_lock(CALLER_TABLE, caller)
+    try:
+        current = KSR.htable.sht_get(CALLER_TABLE, caller)
+        if current is not None and int(current) > 0:
+            KSR.htable.sht_seti(CALLER_TABLE, caller, int(current) - 1)
+    finally:
+        KSR.htable.sht_unlock(CALLER_TABLE, caller)

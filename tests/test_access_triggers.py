@@ -5,6 +5,8 @@ The demo data makes 127.0.0.1 the trusted carrier and 123333333 the access numbe
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
 from datetime import timedelta
 
@@ -12,9 +14,9 @@ import pytest
 from sqlalchemy import select
 
 from boomerang import probes, provisioning
-from boomerang.store import make_engine, session_factory, transaction
+from boomerang.store import make_engine, read_only_factory, session_factory, transaction
 from boomerang.store.models import CallbackSession, SmsMessage, SmsStatus
-from tests.servicekit import ControllerProbe, running_edge, sipp
+from tests.servicekit import ControllerProbe, metric, restart_killed, running_edge, sip_options, sipp, wait_for
 
 pytestmark = pytest.mark.sip
 
@@ -62,7 +64,7 @@ def trigger(edge, caller, access=FAST_ACCESS, scenario="trigger.xml", **options)
 def callbacks_for(edge, caller):
     engine = make_engine(edge.database_url)
     try:
-        with transaction(session_factory(engine)) as session:
+        with transaction(read_only_factory(engine)) as session:  # no write lock: works in a stall too
             query = select(CallbackSession).where(CallbackSession.caller_number == caller)
             return list(session.execute(query).scalars())
     finally:
@@ -190,6 +192,76 @@ def test_a_flood_of_triggers_does_not_become_a_flood_of_callbacks(edge, controll
     assert 0 < granted <= PER_SECOND * (int(elapsed) + 2)
     assert granted < len(callers)
     assert 'boomerang_triggers_total{outcome="platform_limit"}' in _metrics(edge)
+
+
+class KeepaliveProbe:
+    """A load balancer's health check: OPTIONS every half second, each answer's code (None: none
+    within 2 s, the time after which a health check takes the node out of service)."""
+
+    def __init__(self, edge) -> None:
+        self.answers: list[int | None] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(edge,), daemon=True)
+        self._thread.start()
+
+    def _run(self, edge) -> None:
+        while not self._stop.wait(0.5):
+            self.answers.append(sip_options(edge, timeout=2.0))
+
+    def stop(self) -> list[int | None]:
+        self._stop.set()
+        self._thread.join()
+        return self.answers
+
+
+def stalled_database(edge) -> sqlite3.Connection:
+    """Another process takes SQLite's write lock and keeps it (until ROLLBACK)."""
+    stall = sqlite3.connect(edge.database_url.removeprefix("sqlite:///"), isolation_level=None, timeout=30)
+    stall.execute("BEGIN EXCLUSIVE")
+    return stall
+
+
+def test_while_the_database_is_stalled_the_edge_answers_and_every_promised_callback_is_kept(edge, controller):
+    """The write lock is held 40 s, longer than any writer waits for it (30 s): OPTIONS are answered
+    throughout, each trigger gets the ringing and busy that promise a callback, and once the lock is
+    gone each promised callback is recorded, once."""
+    time.sleep(2)  # a fresh second for the platform-wide budget
+    callers = ["447700900301", "447700900302", "447700900303"]
+    stall = stalled_database(edge)
+    stalled_at = time.monotonic()
+    keepalive = KeepaliveProbe(edge)
+    try:
+        for caller in callers:
+            assert trigger(edge, "+" + caller).returncode == 0  # 180, then 486: promised
+        # kept, not yet recorded (the drain says so each time it tries the database)
+        assert wait_for(lambda: metric(edge, "boomerang_triggers_spooled") == len(callers), timeout=5)
+        time.sleep(max(40 - (time.monotonic() - stalled_at), 0))
+        assert controller.of_type("callback_request") == []
+        assert all(callbacks_for(edge, caller) == [] for caller in callers)
+    finally:
+        stall.execute("ROLLBACK")
+        stall.close()
+        answers = keepalive.stop()
+    assert len(answers) > 40 and set(answers) == {200}, answers
+    requests = controller.wait_for("callback_request", len(callers), timeout=10)
+    assert sorted(request["caller"] for request in requests) == callers
+    for caller in callers:
+        assert len(callbacks_for(edge, caller)) == 1
+    assert wait_for(lambda: metric(edge, "boomerang_triggers_spooled") == 0, timeout=5)
+
+
+def test_callbacks_promised_while_the_database_is_stalled_survive_a_kamailio_restart(edge, controller):
+    stall = stalled_database(edge)
+    try:
+        assert trigger(edge, "+447700900311").returncode == 0
+        restart_killed(edge, "kamailio")  # kill -9, and started again
+        assert wait_for(lambda: sip_options(edge, timeout=0.5) == 200, timeout=10)
+    finally:
+        stall.execute("ROLLBACK")
+        stall.close()
+    wait_for(lambda: callbacks_for(edge, "447700900311"), timeout=10)
+    [callback] = callbacks_for(edge, "447700900311")
+    assert callback.state == "requested"
 
 
 def _metrics(edge) -> str:

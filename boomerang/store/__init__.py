@@ -8,30 +8,41 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+DEFAULT_WAIT_SECONDS = 30
 
-def make_engine(url: str) -> Engine:
+
+def make_engine(url: str, wait_seconds: int | None = None) -> Engine:
     """An engine with the settings each backend needs to behave as the platform expects.
 
+    `wait_seconds`: how long a statement may wait for a lock (SQLite) or for the server to answer
+    (MariaDB) before it fails; by default as long as a busy database may need, but nothing bounds
+    a MariaDB that stopped answering. The SIP edge, which must never freeze, waits a short while.
     Kamailio and gunicorn fork worker processes: create engines after the fork, never before.
     """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _configure_sqlite)
+        wait = DEFAULT_WAIT_SECONDS if wait_seconds is None else wait_seconds
+        engine = create_engine(url, connect_args={"timeout": wait})
+        event.listen(engine, "connect", lambda connection, record: _configure_sqlite(connection, wait))
         event.listen(engine, "begin", _begin_immediate)
         return engine
+    connect_args = {}
+    if wait_seconds is not None and url.startswith("mysql+pymysql"):
+        connect_args = {"connect_timeout": wait_seconds, "read_timeout": wait_seconds, "write_timeout": wait_seconds}
     # Money code takes explicit row locks; READ COMMITTED makes every read after a lock see the
     # latest committed rows rather than a snapshot taken earlier in the transaction.
-    return create_engine(url, pool_pre_ping=True, pool_recycle=3600, isolation_level="READ COMMITTED")
+    return create_engine(
+        url, pool_pre_ping=True, pool_recycle=3600, isolation_level="READ COMMITTED", connect_args=connect_args
+    )
 
 
-def _configure_sqlite(dbapi_connection, _record) -> None:
+def _configure_sqlite(dbapi_connection, wait_seconds: int) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN instead of the driver's implicit deferred BEGIN.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")  # off by default in SQLite
     cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer across processes
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(wait_seconds * 1000)}")
     cursor.close()
 
 
