@@ -264,6 +264,43 @@ def test_callbacks_promised_while_the_database_is_stalled_survive_a_kamailio_res
     assert callback.state == "requested"
 
 
+@pytest.mark.mariadb
+def test_on_mariadb_a_locked_server_keeps_no_promised_callback_from_being_recorded(tmp_path_factory):
+    """Every write on the server is held (FLUSH TABLES WITH READ LOCK) for 35 s during triggers:
+    OPTIONS are answered throughout and each promised callback is recorded once the lock is gone."""
+    from tests.conftest import mariadb_database
+
+    folder = tmp_path_factory.mktemp("triggers-mariadb")
+    databases = mariadb_database()
+    url = next(databases)
+    try:
+        with running_edge(folder, database_url=url) as edge:
+            probe = ControllerProbe(edge.controller_evapi_listen)
+            server = make_engine(url).raw_connection()
+            callers = ["447700900321", "447700900322"]
+            keepalive = KeepaliveProbe(edge)
+            try:
+                server.cursor().execute("FLUSH TABLES WITH READ LOCK")
+                locked_at = time.monotonic()
+                for caller in callers:
+                    assert trigger(edge, "+" + caller, access=DEMO_ACCESS).returncode == 0  # promised
+                assert wait_for(lambda: metric(edge, "boomerang_triggers_spooled") == len(callers), timeout=5)
+                time.sleep(max(35 - (time.monotonic() - locked_at), 0))
+                assert probe.of_type("callback_request") == []
+            finally:
+                server.cursor().execute("UNLOCK TABLES")
+                server.close()
+                answers = keepalive.stop()
+            assert len(answers) > 30 and set(answers) == {200}, answers
+            requests = probe.wait_for("callback_request", len(callers), timeout=10)
+            assert sorted(request["caller"] for request in requests) == callers
+            for caller in callers:
+                assert len(callbacks_for(edge, caller)) == 1
+            probe.close()
+    finally:
+        databases.close()
+
+
 def _metrics(edge) -> str:
     import http.client
 
