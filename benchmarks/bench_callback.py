@@ -127,6 +127,7 @@ class Bench:
             assert session.execute(select(AccessNumber.announce_balance).where(AccessNumber.number == ACCESS)).scalar()
 
     def start(self) -> None:
+        self.supervisor.start(services.media_store(self.settings))
         self.supervisor.start(services.rtpengine(self.settings))
         self.supervisor.start(services.kamailio(self.settings))
         self.supervisor.start(services.controller(self.settings))

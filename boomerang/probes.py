@@ -1,4 +1,4 @@
-"""Health probes that speak each service's own protocol: SIP OPTIONS, rtpengine ng ping, HTTP."""
+"""Health probes that speak each service's own protocol: SIP OPTIONS, rtpengine ng ping, HTTP, Redis."""
 
 from __future__ import annotations
 
@@ -49,6 +49,16 @@ def rtpengine_ping(target: HostPort, timeout: float = 1.0) -> bool:
             return sock.recv(1024) == cookie + b" d6:result4:ponge"
         except (TimeoutError, ConnectionRefusedError):
             return False
+
+
+def redis_ping(target: HostPort, timeout: float = 1.0) -> bool:
+    """Redis answers PING with +PONG once it serves (not while it loads its data)."""
+    try:
+        with socket.create_connection((target.host, target.port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def http_get(target: HostPort, path: str, timeout: float = 2.0) -> int | None:

@@ -15,6 +15,8 @@ from boomerang.settings import PROJECT_ROOT, HostPort, Settings
 
 KAMAILIO_CFG = PROJECT_ROOT / "kamailio" / "kamailio.cfg"
 KEMI_SCRIPT = PROJECT_ROOT / "kemi" / "routing.py"
+RTPENGINE_REDIS_DATABASE = 1
+REDIS_LOG_LEVELS = {"debug": "debug", "info": "notice", "warning": "warning", "error": "warning"}
 KAMAILIO_LOG_LEVELS = {"debug": 3, "info": 2, "warning": 1, "error": -1}
 
 
@@ -50,8 +52,50 @@ def _python_env() -> dict[str, str]:
     return {"VIRTUAL_ENV": sys.prefix} if sys.prefix != sys.base_prefix else {}
 
 
+def media_store_dir(settings: Settings) -> Path:
+    return settings.paths_var_dir / "media-store"
+
+
+def prepare_directories(settings: Settings) -> None:
+    """The directories the services write to, made before any of them starts."""
+    for path in (runtime_dir(settings), log_dir(settings), media_store_dir(settings)):
+        path.mkdir(parents=True, exist_ok=True)
+
+
+def media_store(settings: Settings) -> Service:
+    """The Redis in which rtpengine keeps each call's media state as it changes: an rtpengine that
+    restarts reads the calls back and carries their media on, on the same ports. Its own data is
+    appended to a file, so a restart of this Redis forgets nothing either."""
+    redis = settings.rtpengine_redis_listen
+    return Service(
+        name="media_store",
+        argv=[
+            "redis-server",
+            "--bind",
+            redis.host,
+            "--port",
+            str(redis.port),
+            "--dir",
+            str(media_store_dir(settings)),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            {"debug": "debug", "info": "notice", "warning": "warning", "error": "warning"}[settings.log_level],
+        ],  # fmt: skip
+        endpoints=[Endpoint("rtpengine.redis_listen", "tcp", redis)],
+        description=f"rtpengine's calls kept in Redis on {redis}",
+    )
+
+
 def rtpengine(settings: Settings) -> Service:
     ng, ng_tcp = settings.rtpengine_ng_listen, settings.rtpengine_ng_tcp_listen
+    redis = f"{settings.rtpengine_redis_listen}/{RTPENGINE_REDIS_DATABASE}"
     return Service(
         name="rtpengine",
         argv=[
@@ -65,6 +109,11 @@ def rtpengine(settings: Settings) -> Service:
             f"--port-min={settings.rtpengine_port_min}",
             f"--port-max={settings.rtpengine_port_max}",
             f"--timeout={settings.rtpengine_silence_timeout_seconds}",
+            # Calls kept in Redis as they change, read back at start; without Redis it starts all
+            # the same (new calls work, only a restart would lose them).
+            f"--redis={redis}",
+            f"--redis-write={redis}",
+            "--no-redis-required",
             f"--pidfile={runtime_dir(settings) / 'rtpengine.pid'}",
             "--foreground",
             "--log-stderr",
@@ -145,7 +194,7 @@ def portal(settings: Settings) -> Service:
 
 
 def all_services(settings: Settings) -> list[Service]:
-    return [rtpengine(settings), kamailio(settings), controller(settings), portal(settings)]
+    return [media_store(settings), rtpengine(settings), kamailio(settings), controller(settings), portal(settings)]
 
 
 def child_environment(extra: dict[str, str]) -> dict[str, str]:

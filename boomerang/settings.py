@@ -58,6 +58,7 @@ class Settings:
     rtpengine_port_min: int
     rtpengine_port_max: int
     rtpengine_silence_timeout_seconds: int
+    rtpengine_redis_listen: HostPort
     controller_evapi_listen: HostPort
     portal_listen: HostPort
     portal_workers: int
@@ -218,6 +219,7 @@ PARSERS: dict[tuple[str, str], Callable[[Any], Any]] = {
     ("rtpengine", "port_min"): _integer(1024, 65535),
     ("rtpengine", "port_max"): _integer(1024, 65535),
     ("rtpengine", "silence_timeout_seconds"): _integer(10, 3600),
+    ("rtpengine", "redis_listen"): _host_port,
     ("controller", "evapi_listen"): _host_port,
     ("portal", "listen"): _host_port,
     ("portal", "workers"): _integer(1, 64),

@@ -168,8 +168,7 @@ class Supervisor:
                 signal.signal(sig, handler)
 
     def prepare_directories(self) -> None:
-        for path in (services.runtime_dir(self.settings), services.log_dir(self.settings)):
-            path.mkdir(parents=True, exist_ok=True)
+        services.prepare_directories(self.settings)
 
     def _on_signal(self, signum, frame) -> None:
         raise Shutdown(signal.Signals(signum).name)
@@ -254,7 +253,7 @@ class Supervisor:
         item = Running(service, process, ready_read, time.monotonic())
         self.running.insert(len(self.running) if position is None else position, item)
         self._wait_ready(item)
-        print(f"{service.name:<10} pid {process.pid:<7} {service.description}", file=self.out)
+        print(f"{service.name:<11} pid {process.pid:<7} {service.description}", file=self.out)
         self.out.flush()
 
     def _wait_ready(self, item: Running) -> None:
@@ -279,6 +278,8 @@ class Supervisor:
         if item.ready_fd is not None:
             os.set_blocking(item.ready_fd, False)
             return lambda: _read_ready(item.ready_fd)
+        if name == "media_store":
+            return lambda: probes.redis_ping(settings.rtpengine_redis_listen, timeout=0.3)
         if name == "rtpengine":
             return lambda: probes.rtpengine_ping(settings.rtpengine_ng_listen, timeout=0.3)
         if name == "kamailio":

@@ -29,6 +29,7 @@ from boomerang.store import make_engine, migrate
 from boomerang.supervisor import StartupError, prepare_database
 
 ROLES = {
+    "media_store": services.media_store,
     "rtpengine": services.rtpengine,
     "kamailio": services.kamailio,
     "controller": services.controller,
@@ -44,11 +45,6 @@ def _say(text: str) -> None:
 
 def _role_file(settings: Settings) -> Path:
     return services.runtime_dir(settings) / "role"
-
-
-def _prepare_directories(settings: Settings) -> None:
-    for path in (services.runtime_dir(settings), services.log_dir(settings)):
-        path.mkdir(parents=True, exist_ok=True)
 
 
 def _database_state(settings: Settings) -> str | None:
@@ -82,7 +78,7 @@ def wait_for_database(settings: Settings, want_schema: bool, timeout: float = DA
 
 def run_service(role: str, settings: Settings) -> int:
     service = ROLES[role](settings)
-    _prepare_directories(settings)
+    services.prepare_directories(settings)
     _role_file(settings).write_text(role + "\n")
     if role in NEEDS_SCHEMA and not wait_for_database(settings, want_schema=True):
         _say(f"the database did not get the current schema within {DATABASE_WAIT:.0f} s: is the migrate job done?")
@@ -94,7 +90,7 @@ def run_service(role: str, settings: Settings) -> int:
 
 
 def run_migrate(settings: Settings) -> int:
-    _prepare_directories(settings)
+    services.prepare_directories(settings)
     if not wait_for_database(settings, want_schema=False):
         _say(f"the database did not answer within {DATABASE_WAIT:.0f} s")
         return 5
@@ -137,6 +133,8 @@ def _connected_to(port: int, inodes: set[str]) -> bool:
 
 
 def healthy(role: str, settings: Settings) -> bool:
+    if role == "media_store":
+        return probes.redis_ping(settings.rtpengine_redis_listen, timeout=2)
     if role == "rtpengine":
         return probes.rtpengine_ping(settings.rtpengine_ng_listen, timeout=2)
     if role == "kamailio":

@@ -27,7 +27,7 @@ from tests.servicekit import GatewaySim, free_port, service_ports, sipp
 COMPOSE = os.environ.get("DOCKER_TEST_COMPOSE", "")  # the podman-compose program
 PROJECT = "boomerangtest"
 LOG_DIR = PROJECT_ROOT / "var" / "docker-test" / "logs"
-SERVICES = ("db", "rtpengine", "kamailio", "controller", "portal")
+SERVICES = ("db", "media_store", "rtpengine", "kamailio", "controller", "portal")
 START_TIMEOUT = 240.0
 DEMO_ACCESS = "123333333"
 

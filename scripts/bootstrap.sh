@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Boomerang needs on Debian 12, and nothing that is already there:
-#   - Debian packages: Kamailio with its Python, SQLite, MySQL, JSON and extra modules, rtpengine;
+#   - Debian packages: Kamailio with its Python, SQLite, MySQL, JSON and extra modules, rtpengine,
+#     Redis (keeps rtpengine's calls across its restarts);
 #     with "test", also the test tools: sipp, Kannel with its fake SMSC, tcpdump (benchmarks), Chromium
 #     (browser tests, driven by Playwright: no browser is downloaded);
 #   - a virtualenv in .venv made from Debian's /usr/bin/python3 (the interpreter Kamailio embeds,
@@ -13,7 +14,7 @@ purpose=${1:-run}
 packages=(
     kamailio kamailio-python3-modules kamailio-sqlite-modules kamailio-mysql-modules
     kamailio-json-modules kamailio-utils-modules kamailio-extra-modules
-    rtpengine-daemon python3-venv python3-dev espeak-ng sox
+    rtpengine-daemon redis-server python3-venv python3-dev espeak-ng sox
 )
 if [ "$purpose" = test ]; then
     packages+=(sip-tester tcpdump kannel kannel-extras chromium)

@@ -85,6 +85,7 @@ def service_ports() -> dict[str, str]:
         "controller_evapi_listen": f"127.0.0.1:{free_port()}",
         "portal_listen": f"127.0.0.1:{free_port()}",
         "metrics_listen": f"127.0.0.1:{free_port()}",
+        "rtpengine_redis_listen": f"127.0.0.1:{free_port()}",
         "rtpengine_port_min": str(media),
         "rtpengine_port_max": str(media + 99),
         "sip_workers": "2",
@@ -123,21 +124,34 @@ def sipp(
 _EDGES: dict[str, Supervisor] = {}  # the supervisor of each running edge, by its SIP address
 
 
-def restart_killed(settings: Settings, name: str) -> None:
+def restart_killed(settings: Settings, name: str, meanwhile=None) -> None:
     """kill -9 of one service of a running edge ("kamailio", "rtpengine"), started again as
-    `boomerang run` restarts it."""
+    `boomerang run` restarts it; `meanwhile` runs while it is down."""
     supervisor = _EDGES[str(settings.sip_listen)]
     [running] = [item for item in supervisor.running if item.service.name == name]
     running.process.kill()
     running.process.wait()
     supervisor._stop(running)  # as the supervisor does before a restart: its workers hold its ports
     supervisor.running.remove(running)
+    if meanwhile is not None:
+        meanwhile()
     supervisor.start(getattr(services, name)(settings))
+
+
+def forget_media_state(settings: Settings) -> None:
+    """Empty the Redis database in which rtpengine keeps its calls: a restart then finds none."""
+    redis = settings.rtpengine_redis_listen
+    with socket.create_connection((redis.host, redis.port), timeout=5) as connection:
+        connection.sendall(f"SELECT {services.RTPENGINE_REDIS_DATABASE}\r\nFLUSHDB\r\n".encode())
+        answers = b""
+        while answers.count(b"\r\n") < 2:
+            answers += connection.recv(64)
+    assert answers == b"+OK\r\n+OK\r\n", answers
 
 
 @contextlib.contextmanager
 def running_edge(tmp_path: Path, database_url: str | None = None, **overrides: str) -> Iterator[Settings]:
-    """rtpengine and Kamailio started as `boomerang run` starts them, on free ports, with the demo data
+    """rtpengine (with its Redis) and Kamailio started as `boomerang run` starts them, on free ports, with the demo data
     (127.0.0.1 is the trusted carrier); on SQLite unless `database_url` names another database."""
     from tests.conftest import make_settings
 
@@ -147,6 +161,7 @@ def running_edge(tmp_path: Path, database_url: str | None = None, **overrides: s
     supervisor.prepare_directories()
     prepare_database(settings, io.StringIO())
     try:
+        supervisor.start(services.media_store(settings))
         supervisor.start(services.rtpengine(settings))
         supervisor.start(services.kamailio(settings))
         _EDGES[str(settings.sip_listen)] = supervisor

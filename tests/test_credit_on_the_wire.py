@@ -48,10 +48,12 @@ from tests.portalkit import Portal
 from tests.servicekit import (
     SIPP_DIR,
     GatewaySim,
+    forget_media_state,
     free_port,
     metric,
     phone_scenario,
     restart_killed,
+    rtpengine_request,
     running_edge,
     two_carriers,
     wait_for,
@@ -463,9 +465,47 @@ def test_a_bridged_call_survives_a_kamailio_restart_and_is_hung_up_at_both_ends(
     assert settled_balance(platform, account_id) >= 0
 
 
+def test_a_bridged_call_survives_an_rtpengine_restart_and_is_billed_to_its_end(platform, tmp_path):
+    """kill -9 of rtpengine during a bridged call: the restarted rtpengine reads the call back from
+    its Redis and carries its media on the same ports; the call runs to the end of its credit."""
+    login = f"rtpkeep{free_port()}"
+    account_id = account(platform, login, balance="0.20")  # 60 s of this call
+    token = token_of(platform, login)
+    carrier = GatewaySim("gw_answer_long.xml", platform.ports["destination"], tmp_path, 120, calls=2)
+    code, body = api(platform, "POST", "/api/callbacks", token, {"a": "+447700900995", "b": f"+{US_DESTINATION}"})
+    assert code == 201, body
+    assert wait_for(lambda: bridged_calls(platform, account_id) == 1, timeout=30)
+    [session_id] = [session.id for session in sessions_of(platform, account_id)]
+    time.sleep(3)
+    media_before = rtpengine_request(platform.settings, {"command": "query", "call-id": str(session_id)})
+    restart_killed(platform.settings, "rtpengine")
+    try:
+        media_after = rtpengine_request(platform.settings, {"command": "query", "call-id": str(session_id)})
+        assert local_ports(media_after) == local_ports(media_before) != []  # the same media, the same ports
+        assert wait_for(lambda: all_over(platform, account_id), timeout=120)
+    finally:
+        code, messages = carrier.finish()
+    assert code == 0, messages[-2000:]  # both legs got their BYE, at the end of the credit
+    [ended] = sessions_of(platform, account_id)
+    assert ended.end_reason == "out of credit"
+    cdrs = check_billing_on_the_wire(platform, account_id, [carrier.trace])
+    assert len(cdrs) == 2 and all(cdr.duration_seconds >= 55 for cdr in cdrs)
+    assert settled_balance(platform, account_id) >= 0
+
+
+def local_ports(query: dict) -> list[int]:
+    """The ports rtpengine receives a call's media on, from its answer to "query"."""
+    return sorted(
+        stream["local port"]
+        for tag in query.get("tags", {}).values()
+        for media in tag.get("medias", [])
+        for stream in media.get("streams", [])
+    )
+
+
 def test_a_call_whose_media_is_lost_is_hung_up_at_both_ends_and_billed_to_the_cut(platform, tmp_path):
-    """kill -9 of rtpengine (no media persistence) during a bridged call: nobody hears anything any
-    more, so both legs get a BYE within seconds and are billed to that moment."""
+    """kill -9 of rtpengine during a bridged call, and what it kept of its calls lost too: nobody
+    hears anything any more, so both legs get a BYE within seconds and are billed to that moment."""
     login = f"rtp{free_port()}"
     account_id = account(platform, login, balance="5.00")
     token = token_of(platform, login)
@@ -475,7 +515,7 @@ def test_a_call_whose_media_is_lost_is_hung_up_at_both_ends_and_billed_to_the_cu
     assert wait_for(lambda: bridged_calls(platform, account_id) == 1, timeout=30)
     time.sleep(3)
     killed_at = utcnow()
-    restart_killed(platform.settings, "rtpengine")
+    restart_killed(platform.settings, "rtpengine", meanwhile=lambda: forget_media_state(platform.settings))
     try:
         assert wait_for(lambda: all_over(platform, account_id), timeout=30)
     finally:

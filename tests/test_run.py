@@ -22,7 +22,7 @@ from tests.servicekit import service_ports, sipp
 pytestmark = pytest.mark.sip
 
 BOOMERANG = str(Path(sys.executable).parent / "boomerang")
-SERVICES = ("rtpengine", "kamailio", "controller", "portal")
+SERVICES = ("media_store", "rtpengine", "kamailio", "controller", "portal")
 
 
 def platform_env(tmp_path: Path) -> dict[str, str]:
@@ -161,7 +161,7 @@ def test_a_service_that_dies_is_restarted_while_the_others_keep_serving(tmp_path
     sip, portal = address(env, "sip_listen"), address(env, "portal_listen")
     try:
         pids = wait_until_up(process)
-        for name in ("controller", "kamailio", "rtpengine", "portal"):
+        for name in ("controller", "kamailio", "rtpengine", "media_store", "portal"):
             os.kill(pids[name], signal.SIGKILL)
             killed = time.monotonic()
             # The platform answers again within 10 s, and the supervisor reports the new process.
