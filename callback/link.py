@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 
 from boomerang.settings import HostPort
 
@@ -26,6 +27,7 @@ class Link:
     def __init__(self, address: HostPort) -> None:
         self.address = address
         self.connected = asyncio.Event()
+        self.connect_listeners: list[Callable[[], None]] = []  # told each time it (re)connects
         self._writer: asyncio.StreamWriter | None = None
 
     async def run(self) -> None:
@@ -46,6 +48,8 @@ class Link:
             self.on_connect()
             self.connected.set()
             log.info("%s: connected to %s", self.name, self.address)
+            for listener in self.connect_listeners:
+                listener()
             try:
                 await self._read(reader, sock)
             except OSError as exc:  # reset by an engine that died: reconnect, as for a close

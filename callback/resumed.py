@@ -29,7 +29,6 @@ class ResumedCall(CallbackFlow):
     def __init__(self, call: BridgedCall, links: Links) -> None:
         super().__init__(call.due, links)
         self.call = call
-        self.b_sequence = call.b.sequence
 
     async def _flow(self) -> tuple[State, str]:
         self.account = await self._db(self.store.account, self.due.account_id)

@@ -34,7 +34,6 @@ log = logging.getLogger("callback")
 
 HEARTBEAT_INTERVAL = 5.0
 LEG_STATE_WAIT_SECONDS = 2.0
-RECONNECT_POLL_SECONDS = 0.2
 MEDIA_LIST_LIMIT = 100000  # more calls than any rtpengine of ours holds
 SCHEDULER_MAX_SLEEP = 1.0
 
@@ -43,6 +42,7 @@ class Controller:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.kamailio = KamailioChannel(settings.controller_evapi_listen, on_message=self._on_kamailio)
+        self.kamailio.connect_listeners.append(self._reteach_kamailio)
         self.rtpengine = NgClient(settings.rtpengine_ng_tcp_listen, on_notify=self._on_rtpengine)
         self.store = CallbackStore(settings)
         self.speech = SpeechCache(settings.paths_var_dir / "prompts")
@@ -74,7 +74,6 @@ class Controller:
                     self.kamailio.send({"type": "alert", "alert": "unrated_leg"})
                 _report_ready()
                 tasks.create_task(self._heartbeat())
-                tasks.create_task(self._reteach_kamailio())
                 tasks.create_task(self._legs_alive())
                 tasks.create_task(self._schedule(links))
                 tasks.create_task(self.sms.run())
@@ -141,18 +140,14 @@ class Controller:
             calls.discard(call)
         return orphans - seen_before
 
-    async def _reteach_kamailio(self) -> None:
+    def _reteach_kamailio(self) -> None:
         """Each time the link to Kamailio comes back, teach it the legs up (their dialogs, their
         deadlines): a Kamailio that restarted holds none, and would answer their BYEs 481 and leave
         them up at the far end. One that only lost the connection keeps what it holds."""
-        while True:
-            while self.kamailio.connected.is_set():
-                await asyncio.sleep(RECONNECT_POLL_SECONDS)
-            await self.kamailio.connected.wait()
-            for flow in list(self.sessions.values()):
-                for leg, dialog, seconds in flow.dialogs():
-                    with contextlib.suppress(ConnectionError):
-                        self.kamailio.send({"type": "adopt", "leg": leg, "dialog": dialog, "seconds": seconds})
+        for flow in list(self.sessions.values()):
+            for leg, dialog, seconds in flow.dialogs():
+                with contextlib.suppress(ConnectionError):
+                    self.kamailio.send({"type": "adopt", "leg": leg, "dialog": dialog, "seconds": seconds})
 
     # --- due callbacks --------------------------------------------------------------------------------
 

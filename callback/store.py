@@ -125,7 +125,6 @@ class UpLeg:
 
     id: str
     role: LegRole
-    sequence: int
     answered_at: datetime
     granted: int | None  # seconds reserved from its answer
     dialog: dict | None = None  # its SIP dialog, as Kamailio reported it at the answer
@@ -257,7 +256,6 @@ class CallbackStore:
                     UpLeg(
                         leg.id,
                         leg.role,
-                        leg.sequence,
                         leg.answered_at,
                         grants.get(leg.id),
                         json.loads(leg.sip_dialog) if leg.sip_dialog else None,

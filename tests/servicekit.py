@@ -124,10 +124,11 @@ def sipp(
 _EDGES: dict[str, Supervisor] = {}  # the supervisor of each running edge, by its SIP address
 
 
-def restart_killed(settings: Settings, name: str, meanwhile=None) -> None:
-    """kill -9 of one service of a running edge ("kamailio", "rtpengine"), started again as
-    `boomerang run` restarts it; `meanwhile` runs while it is down."""
-    supervisor = _EDGES[str(settings.sip_listen)]
+def restart_killed(settings: Settings, name: str, meanwhile=None, supervisor: Supervisor | None = None) -> None:
+    """kill -9 of one service ("kamailio", "rtpengine" of a running edge; "controller" of the
+    `supervisor` that started it), started again as `boomerang run` restarts it; `meanwhile` runs
+    while it is down."""
+    supervisor = supervisor or _EDGES[str(settings.sip_listen)]
     [running] = [item for item in supervisor.running if item.service.name == name]
     running.process.kill()
     running.process.wait()

@@ -367,18 +367,19 @@ def test_a_leg_interrupted_by_an_outage_is_billed_what_it_talked_before_it(platf
     assert code == 201, body
     assert wait_for(lambda: bridged_calls(platform, account_id) == 1, timeout=30)
     time.sleep(8)  # they talk
-    [controller] = [item for item in platform.supervisor.running if item.service.name == "controller"]
-    controller.process.kill()  # no chance to hang up or bill
-    controller.process.wait()
-    killed_at = utcnow()
-    platform.supervisor.running.remove(controller)
-    # Ten minutes later the platform comes back, and settles what was interrupted.
-    store = CallbackStore(platform.settings)
-    try:
-        store.recover(killed_at + timedelta(minutes=10))
-    finally:
-        store.close()
-    platform.supervisor.start(services.controller(platform.settings))
+    killed: list[datetime] = []
+
+    def ten_minutes_later() -> None:  # the platform comes back, and settles what was interrupted
+        killed.append(utcnow())
+        store = CallbackStore(platform.settings)
+        try:
+            store.recover(killed[0] + timedelta(minutes=10))
+        finally:
+            store.close()
+
+    # kill -9: no chance to hang up or bill
+    restart_killed(platform.settings, "controller", meanwhile=ten_minutes_later, supervisor=platform.supervisor)
+    [killed_at] = killed
     code, messages = carrier.finish()
     assert code == 0, messages[-2000:]  # both legs were hung up (Kamailio's deadline: their grant)
     with transaction(platform.db) as session:
@@ -410,11 +411,7 @@ def test_a_bridged_call_survives_a_controller_restart_and_is_billed_to_its_end(p
     time.sleep(3)
     with transaction(platform.db) as session:
         granted_before = dict(session.execute(select(Reservation.leg_id, Reservation.granted_seconds)).all())
-    [controller] = [item for item in platform.supervisor.running if item.service.name == "controller"]
-    controller.process.kill()
-    controller.process.wait()
-    platform.supervisor.running.remove(controller)
-    platform.supervisor.start(services.controller(platform.settings))  # as `boomerang run` restarts it
+    restart_killed(platform.settings, "controller", supervisor=platform.supervisor)
     try:  # the new controller runs the call, and the metrics say so
         assert wait_for(lambda: metric(platform.settings, "boomerang_controller_sessions") == 1, timeout=20)
         # rtpengine holds its media alone: what earlier calls of this module left is deleted
@@ -445,11 +442,7 @@ def test_a_bridged_call_survives_a_kamailio_restart_and_is_hung_up_at_both_ends(
     assert wait_for(lambda: bridged_calls(platform, account_id) == 1, timeout=30)
     time.sleep(3)
     if controller_first:
-        [controller] = [item for item in platform.supervisor.running if item.service.name == "controller"]
-        controller.process.kill()
-        controller.process.wait()
-        platform.supervisor.running.remove(controller)
-        platform.supervisor.start(services.controller(platform.settings))
+        restart_killed(platform.settings, "controller", supervisor=platform.supervisor)
         assert wait_for(lambda: metric(platform.settings, "boomerang_controller_sessions") == 1, timeout=20)
     restart_killed(platform.settings, "kamailio")
     try:  # the restarted Kamailio holds both legs again

@@ -41,7 +41,16 @@ from boomerang.supervisor import Supervisor
 from callback.prompts import Prompt, sentence
 from callback.speech import SpeechCache
 from tests.rtp_listener import RtpListener, similarity, voiced_seconds, wav_samples
-from tests.servicekit import GatewaySim, free_port, phone_scenario, running_edge, sipp, two_carriers, wait_for
+from tests.servicekit import (
+    GatewaySim,
+    free_port,
+    phone_scenario,
+    restart_killed,
+    running_edge,
+    sipp,
+    two_carriers,
+    wait_for,
+)
 
 pytestmark = pytest.mark.sip
 
@@ -408,7 +417,7 @@ def test_a_killed_controller_leaves_no_call_up_and_no_leg_unbilled(platform, tmp
     up = wait_for(lambda: (s := session_of(sessions, caller)) and s.requested_at >= since
                   and s.state == "asking_destination", timeout=30)  # fmt: skip
     assert up
-    restart_controller(settings, controller)  # killed: no chance to clean up
+    restart_killed(settings, "controller", supervisor=controller)  # killed: no chance to clean up
     ended = wait_for(lambda: finished(sessions, caller, since), timeout=30)
     assert ended is not None and ended.end_reason == "controller restarted"
     code, messages = phone.finish()
@@ -417,15 +426,6 @@ def test_a_killed_controller_leaves_no_call_up_and_no_leg_unbilled(platform, tmp
     with transaction(sessions) as session:
         cdr = session.execute(select(Cdr).where(Cdr.leg_id == a.id)).scalar_one()
     assert cdr.duration_seconds >= 1 and a.status is LegStatus.ENDED
-
-
-def restart_controller(settings, controller) -> None:
-    """kill -9 of the controller, and a new one started as `boomerang run` would."""
-    [running] = controller.running
-    running.process.kill()
-    running.process.wait()
-    controller.running.clear()
-    controller.start(services.controller(settings))
 
 
 def alerts(settings, alert: str) -> int:
@@ -474,7 +474,7 @@ def test_a_leg_left_unrated_by_an_older_controller_is_closed_at_no_cost_and_the_
         session.flush()
         wedged_id, leg_id = wedged.id, leg.id
     raised = alerts(settings, "unrated_leg")
-    restart_controller(settings, controller)
+    restart_killed(settings, "controller", supervisor=controller)
     closed = wait_for(lambda: (s := session_of(sessions, "447700900190")) and s.state == "ended" and s, timeout=20)
     assert closed and closed.id == wedged_id and closed.end_reason == "controller restarted"
     with transaction(sessions) as session:
@@ -482,7 +482,7 @@ def test_a_leg_left_unrated_by_an_older_controller_is_closed_at_no_cost_and_the_
     assert (cdr.cost, cdr.unrated_reason, cdr.duration_seconds) == (Decimal(0), "no_rate", 12)  # to its heartbeat
     assert wait_for(lambda: alerts(settings, "unrated_leg") == raised + 1, timeout=10)
     # And it runs: a caller is called back as usual.
-    restart_controller(settings, controller)  # and starts again, with nothing left to close
+    restart_killed(settings, "controller", supervisor=controller)  # and starts again, with nothing left to close
     caller = known_caller(sessions, "447700900191")
     phone = GatewaySim(phone_scenario(tmp_path, "", wait_ms=0, hang_up_after_ms=2000), platform[1]["phone"],
                        tmp_path, 60)  # fmt: skip
