@@ -10,12 +10,14 @@ sendsms URL (docs/sms.md).
 from __future__ import annotations
 
 import ipaddress
+from urllib.parse import unquote_to_bytes
 
 import falcon
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from boomerang import sms_inbox
+from boomerang.charsets import decode_text
 from boomerang.numbers import InvalidNumber, from_carrier
 from boomerang.settings import Settings
 from boomerang.store import transaction
@@ -60,16 +62,38 @@ def _trusted(gateway: Gateway, address: str) -> bool:
         return False
 
 
+# Kannel's %c: how the SMSC coded the text. 7-bit texts reach us converted to the charset %C names;
+# 8-bit ones are bytes in it (Latin-1 when it names none); UCS-2 is UTF-16 big-endian.
+_KANNEL_CODINGS = {"0": None, "1": None, "2": "ucs-2"}
+
+
 class KannelInbound(_Inbox):
-    """GET /sms/kannel?gateway=NAME&sender=%p&receiver=%P&text=%a&id=%I (Kannel's escape codes)."""
+    """GET /sms/kannel?gateway=NAME&sender=%p&receiver=%P&text=%b&coding=%c&charset=%C&id=%I
+    (Kannel's escape codes: %b the text's bytes as the SMSC sent them, %c their coding, %C their
+    charset). A text given with %a instead, in no stated charset, is read as UTF-8, else Latin-1."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         fields = {name: req.get_param(name, default="") for name in ("gateway", "sender", "receiver", "id")}
-        fields["text"] = req.get_param("text", default="")
+        fields["text"] = _kannel_text(req.query_string, req.get_param("coding"), req.get_param("charset"))
         self.deliver(req, SmsChannel.KANNEL, fields)
         resp.status = falcon.HTTP_202
         resp.content_type = falcon.MEDIA_TEXT
         resp.text = ""  # nothing for Kannel to send back: the reply goes out through sendsms
+
+
+def _kannel_text(query_string: str, coding: str | None, charset: str | None) -> str:
+    """The text's bytes, read from the query string as they were escaped (whatever charset they
+    are in), decoded by their coding and charset; what cannot be decoded is replaced."""
+    raw = b""
+    for pair in query_string.split("&"):
+        name, _, value = pair.partition("=")
+        if name == "text":
+            raw = unquote_to_bytes(value.replace("+", " "))
+            break
+    named = _KANNEL_CODINGS.get((coding or "").strip())
+    if named is None and (coding or "").strip() == "1" and not charset:
+        named = "latin-1"  # 8-bit data in no named charset
+    return decode_text(raw, named or charset)
 
 
 class WebhookInbound(_Inbox):

@@ -54,6 +54,28 @@ def test_kannel_get_url_stores_the_text_and_answers_with_nothing_to_send_back(po
 
 
 @pytest.mark.parametrize(
+    ("escaped", "coding", "charset", "text"),
+    [
+        ("R%C9G+4321", "1", "", "RÉG 4321"),  # 8-bit, no charset named: Latin-1
+        ("R%C9G+4321", "0", "ISO-8859-1", "RÉG 4321"),  # 7-bit, recoded by Kannel to Latin-1
+        ("R%C3%89G+4321", "0", "UTF-8", "RÉG 4321"),
+        ("%00R%00%C9%00G%00+%00%34%00%33%00%32%00%31", "2", "UTF-16BE", "RÉG 4321"),  # UCS-2
+        ("%00B%00A%00L", "2", "", "BAL"),  # UCS-2, charset not passed on
+        ("BAL+%E9t%E9", None, None, "BAL été"),  # %a from an older get-url: Latin-1 bytes, no charset
+        ("BAL+%FF%FE%FD", "0", "UTF-8", "BAL \ufffd\ufffd\ufffd"),  # bytes that are no UTF-8: replaced
+    ],
+)
+def test_kannel_texts_in_any_coding_are_stored_as_their_sender_wrote_them(portal, db, escaped, coding, charset, text):
+    query = f"gateway=carrier&sender=00447700900125&receiver={SMS_NUMBER}&id=k-{escaped[:12]}&text={escaped}"
+    if coding is not None:
+        query += f"&coding={coding}&charset={charset}"
+    result = portal.simulate_get("/sms/kannel", query_string=query)
+    assert result.status_code == 202, result.text
+    [row] = stored(db)
+    assert row[4] == text
+
+
+@pytest.mark.parametrize(
     ("body", "status", "says"),
     [
         ({"gateway": "other", "sender": "+447700900123", "receiver": SMS_NUMBER, "text": "x", "id": "1"}, 403,

@@ -59,7 +59,7 @@ group = sms-service
 keyword = default
 catch-all = true
 max-messages = 0
-get-url = "http://{portal}/sms/kannel?gateway=carrier&sender=%p&receiver=%P&text=%a&id=%I"
+get-url = "http://{portal}/sms/kannel?gateway=carrier&sender=%p&receiver=%P&text=%b&coding=%c&charset=%C&id=%I"
 """
 
 
