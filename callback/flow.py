@@ -226,14 +226,14 @@ class CallbackFlow:
         return leg
 
     async def _originate(self, leg: Leg, number: str, caller_id: str, sdp: str, gateway: str | None = None) -> None:
-        leg.placed = True
         await self._db(self.store.leg_event, leg.id, LegStatus.DIALING, utcnow())
         max_seconds = leg.granted if leg.granted is not None else UNPAID_LEG_SECONDS
         command = {"type": "originate", "leg": leg.id, "target": number, "caller_id": caller_id, "sdp": sdp,
                    "max_seconds": max(max_seconds, 1)}  # fmt: skip
         if gateway:
             command["gateways"] = [gateway]
-        self.links.kamailio.send(command)
+        self.links.kamailio.send(command)  # raises while Kamailio is away: the leg was never placed
+        leg.placed = True
 
     async def _outcome(self, leg: Leg, timeout: float) -> dict:
         """The leg's final word while it rings: answered, failed or cancelled (progress is recorded).

@@ -152,8 +152,12 @@ class Controller:
     # --- due callbacks --------------------------------------------------------------------------------
 
     async def _schedule(self, links: Links) -> None:
-        """Start each callback when it is due: woken by a new request, else at the next due time."""
+        """Start each callback when it is due: woken by a new request, else at the next due time.
+        Nothing is claimed while Kamailio or rtpengine is away (restarting): a callback due meanwhile
+        waits for them in the database rather than fail for want of them."""
         while True:
+            await self.kamailio.connected.wait()
+            await self.rtpengine.connected.wait()
             for due in await asyncio.to_thread(self.store.claim_due, utcnow(), State.CALLING_A.value):
                 flow = ConnectTwo(due, links) if due.connect_two else RegularCallback(due, links)
                 self._run_flow(flow, due.session_id)

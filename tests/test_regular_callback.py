@@ -456,6 +456,21 @@ def test_callers_nothing_rates_are_not_called_or_billed_and_the_controller_carri
         assert session.get(CallbackSession, ended.id).account_id is None
 
 
+def test_a_callback_due_while_kamailio_restarts_is_placed_once_it_is_back(platform, tmp_path):
+    """kill -9 of Kamailio just after a trigger: the callback falls due while no Kamailio runs, and
+    is placed, once, by the restarted one."""
+    settings, ports, sessions, _ = platform
+    caller = known_caller(sessions, "447700900156")
+    phone = GatewaySim(phone_scenario(tmp_path, "", wait_ms=0, hang_up_after_ms=2000), ports["phone"], tmp_path, 60)
+    since = trigger(settings, caller)
+    restart_killed(settings, "kamailio", meanwhile=lambda: time.sleep(5))  # due 3 s after the busy
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=40)
+    assert ended is not None and ended.end_reason == "caller hung up"
+    code, messages = phone.finish()
+    assert code == 0, messages[-3000:]
+    assert [leg.role for leg in legs_of(sessions, ended)] == [LegRole.A]  # called once
+
+
 def test_a_leg_left_unrated_by_an_older_controller_is_closed_at_no_cost_and_the_controller_starts(platform, tmp_path):
     """A session a controller left as it died: leg A answered, its account without a tariff, no
     reservation. The next controller closes it with a CDR at no cost, raises the alarm, and runs."""
