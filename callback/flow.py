@@ -564,6 +564,7 @@ class CallbackFlow:
             log.warning("callback %s: its media could not be deleted: %r", self.due.session_id, error)
         if not all(closed):  # left as it is: the next start of a controller closes it
             log.error("callback %s: not every leg could be closed; left for recovery", self.due.session_id)
+            self._tell({"type": "alert", "alert": "session_not_closed"})
             return
         now = utcnow()
         if state is State.FAILED and self.due.access and self.due.attempts <= self.due.access.retry_attempts:

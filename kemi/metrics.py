@@ -16,7 +16,9 @@ SMS_RECEIVED = "boomerang_sms_received_total"
 LEGS = "boomerang_legs_total"  # label event: originated, answered, failed, ended_peer, ...
 ACTIVE_LEGS = "boomerang_active_legs"
 ALERTS = "boomerang_alerts_total"  # label alert: what an operator must look at (ALERTS_RAISED)
-ALERTS_RAISED = ("unrated_leg",)  # a leg recorded at no cost because nothing rated it
+# unrated_leg: a leg recorded at no cost because nothing rated it; session_not_closed: a session
+# whose end could not be written (the database away for minutes), left for the next start to close.
+ALERTS_RAISED = ("unrated_leg", "session_not_closed")
 # Reported by the call controller every few seconds: its sessions, and the calls rtpengine holds.
 # After any burst the second comes back to the number of live calls; a gap between them is a leak.
 CONTROLLER_SESSIONS = "boomerang_controller_sessions"
