@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 SUFFIX = ".json"
@@ -87,9 +88,10 @@ class TriggerSpool:
             return 0
         return sum(1 for path in self.directory.iterdir() if path.suffix == SUFFIX)
 
-    def done(self, path: Path) -> None:
-        """The database holds the request: forget it."""
-        path.unlink(missing_ok=True)
+    def done(self, *paths: Path) -> None:
+        """The database holds these requests: forget them."""
+        for path in paths:
+            path.unlink(missing_ok=True)
         self._sync_directory()
 
     def _sync_directory(self) -> None:
@@ -102,6 +104,11 @@ class TriggerSpool:
 
 def _read(path: Path) -> SpooledRequest | None:
     try:
-        return SpooledRequest(**json.loads(path.read_bytes()))
+        request = SpooledRequest(**json.loads(path.read_bytes()))
+        for moment in (request.requested_at, request.due_at):
+            datetime.fromisoformat(moment)  # raises ValueError for what is no time
+        for number in (request.access_number_id, request.gateway_id):
+            int(number)
+        return request
     except (OSError, ValueError, TypeError):
         return None

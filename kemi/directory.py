@@ -135,36 +135,41 @@ class Directory:
                 select(AuthorizedCallerId.account_id).where(AuthorizedCallerId.number == number)
             ).scalar_one_or_none()
 
-    def record_callback_request(self, request: SpooledRequest) -> tuple[int, int | None, bool]:
-        """Persist a promised callback: (its id, the account of a known caller, whether it is new).
-        A request recorded before (moved from the spool twice) keeps its first record."""
+    def record_callback_requests(self, requests: list[SpooledRequest]) -> list[tuple[int, int | None, bool]]:
+        """Persist promised callbacks in one transaction: for each, (its id, the account of a known
+        caller, whether it is new). A request recorded before (moved from the spool twice) keeps its
+        first record."""
         with self.writing() as session:
-            existing = session.execute(
-                select(CallbackSession.id, CallbackSession.account_id).where(
-                    CallbackSession.request_ref == request.request_ref
-                )
-            ).one_or_none()
-            if existing is not None:
-                return existing.id, existing.account_id, False
-            account_id = request.known_caller_account
-            if account_id is None:
-                account_id = session.execute(
-                    select(AuthorizedCallerId.account_id).where(AuthorizedCallerId.number == request.caller)
-                ).scalar_one_or_none()
-            callback = CallbackSession(
-                kind="access",
-                account_id=account_id,
-                access_number_id=request.access_number_id,
-                gateway_id=request.gateway_id,
-                caller_number=request.caller,
-                request_ref=request.request_ref,
-                state="requested",
-                requested_at=datetime.fromisoformat(request.requested_at),
-                due_at=datetime.fromisoformat(request.due_at),
+            return [self._record(session, request) for request in requests]
+
+    @staticmethod
+    def _record(session, request: SpooledRequest) -> tuple[int, int | None, bool]:
+        existing = session.execute(
+            select(CallbackSession.id, CallbackSession.account_id).where(
+                CallbackSession.request_ref == request.request_ref
             )
-            session.add(callback)
-            session.flush()
-            return callback.id, account_id, True
+        ).one_or_none()
+        if existing is not None:
+            return existing.id, existing.account_id, False
+        account_id = request.known_caller_account
+        if account_id is None:
+            account_id = session.execute(
+                select(AuthorizedCallerId.account_id).where(AuthorizedCallerId.number == request.caller)
+            ).scalar_one_or_none()
+        callback = CallbackSession(
+            kind="access",
+            account_id=account_id,
+            access_number_id=request.access_number_id,
+            gateway_id=request.gateway_id,
+            caller_number=request.caller,
+            request_ref=request.request_ref,
+            state="requested",
+            requested_at=datetime.fromisoformat(request.requested_at),
+            due_at=datetime.fromisoformat(request.due_at),
+        )
+        session.add(callback)
+        session.flush()
+        return callback.id, account_id, True
 
     def _load_gateways(self):
         with self.reading() as session:

@@ -107,13 +107,14 @@ def kannel_platform(tmp_path_factory):
             engine.dispose()
 
 
-def exchange(ports, directory: Path, sender: str, text: str, timeout: float = 20) -> str:
-    """The fake SMSC delivers one text and prints what Kannel hands it back; returns that output."""
+def exchange(ports, directory: Path, sender: str, text: str, timeout: float = 20, kind: str = "text") -> str:
+    """The fake SMSC delivers one text and prints what Kannel hands it back; returns that output.
+    `kind` "data": `text` is URL-escaped bytes (8-bit data, as a phone's Latin-1 text arrives)."""
     log = directory / f"fakesmsc-{sender}.log"
     with log.open("w") as out:
         fake = subprocess.Popen(
             [str(FAKESMSC), "-H", "127.0.0.1", "-r", str(ports["fake"]), "-i", "0.1", "-m", "1",
-             f"{sender} {SMS_NUMBER} text {text}"],
+             f"{sender} {SMS_NUMBER} {kind} {text}"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
@@ -136,6 +137,23 @@ def test_a_text_through_kannel_is_answered_through_kannel(kannel_platform):
         (SmsDirection.INBOUND, "447700900320", SMS_NUMBER, "BAL", SmsStatus.HANDLED),
         (SmsDirection.OUTBOUND, SMS_NUMBER, "447700900320", "Your balance is 10.00 USD.", SmsStatus.SENT),
     ]
+
+
+def test_a_latin1_text_through_kannel_is_stored_as_written_and_answered(kannel_platform):
+    _, ports, sessions, directory = kannel_platform
+    output = exchange(ports, directory, "447700900323", "Caf%E9+cr%E8me", kind="data")
+    assert "Got message" in output, output[-2000:]  # answered
+    with transaction(sessions) as session:
+        texts = (
+            session.execute(
+                select(SmsMessage.text).where(
+                    SmsMessage.sender == "447700900323", SmsMessage.direction == SmsDirection.INBOUND
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert [text.strip() for text in texts] == ["Café crème"]
 
 
 def test_an_unknown_phone_through_kannel_is_told_to_register(kannel_platform):

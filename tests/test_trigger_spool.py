@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -48,12 +49,14 @@ def test_a_file_cut_by_a_crash_is_never_taken_for_a_request(tmp_path):
     spool = TriggerSpool(tmp_path)
     spool.keep(request("whole"))
     (tmp_path / "bad.json").write_text('{"caller": ')  # not a request: reported as such
+    fields = {**request("odd").__dict__, "due_at": "soon"}
+    (tmp_path / "odd.json").write_text(json.dumps(fields))  # whole, but no request either
     writing = tmp_path / ".writing-1-abc.json"
     writing.write_text('{"request_ref": "trigger:half"')  # never renamed into place: never promised
     old = time.time() - ABANDONED_TEMPORARY_SECONDS - 1
     os.utime(writing, (old, old))
     kept = {path.name: value for path, value in spool.waiting()}
-    assert kept["bad.json"] is None
+    assert kept["bad.json"] is None and kept["odd.json"] is None
     assert [value.request_ref for value in kept.values() if value] == ["trigger:whole"]
     assert not writing.exists()  # abandoned: cleaned up
 
