@@ -13,6 +13,8 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import update
@@ -202,6 +204,57 @@ def metric(settings: Settings, name: str) -> float | None:
         text = response.read().decode()
     found = re.search(rf"^{re.escape(name)} (\S+)", text, re.M)
     return float(found.group(1)) if found else None
+
+
+@dataclass
+class WireLeg:
+    """One call as a sipp party (the called side) saw it."""
+
+    rung: datetime  # the INVITE it received
+    answered: datetime | None = None  # the 200 OK it sent
+    bye: datetime | None = None  # the BYE it received: the platform hung up
+    hung_up: datetime | None = None  # the BYE it sent: its user hung up
+    cancelled: datetime | None = None  # the CANCEL it received while it rang
+
+    @property
+    def ended(self) -> datetime | None:
+        """When the call ended on the wire, whichever side ended it."""
+        return min((at for at in (self.bye, self.hung_up) if at is not None), default=None)
+
+
+def sipp_calls(trace: Path) -> dict[str, WireLeg]:
+    """Per Call-ID, from a sipp trace: when the called side was rung, answered, and how it ended."""
+    calls: dict[str, WireLeg] = {}
+    blocks = re.split(r"^-{10,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\n", trace.read_text(errors="replace"), flags=re.M)
+    for stamp, text in zip(blocks[1::2], blocks[2::2], strict=True):
+        at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").astimezone()
+        call_id = re.search(r"^Call-ID: *(\S+)", text, re.M | re.I)
+        lines = [line for line in text.splitlines()[1:] if line.strip()]
+        if not call_id or not lines:
+            continue
+        first, sent = lines[0], "message sent" in text.splitlines()[0]
+        call = calls.setdefault(call_id.group(1), WireLeg(at))
+        if sent and first.startswith("SIP/2.0 200") and re.search(r"^CSeq: *\d+ INVITE", text, re.M):
+            call.answered = call.answered or at
+        elif not sent and first.startswith("CANCEL "):
+            call.cancelled = call.cancelled or at
+        elif first.startswith("BYE ") and call.answered is not None:
+            if sent:
+                call.hung_up = call.hung_up or at
+            else:
+                call.bye = call.bye or at
+    return calls
+
+
+def wire(trace: Path) -> dict[str, WireLeg]:
+    """The answered calls of a sipp trace, by Call-ID."""
+    return {call_id: call for call_id, call in sipp_calls(trace).items() if call.answered is not None}
+
+
+def invites(trace: Path) -> int:
+    """How many calls (Call-IDs) reached a sipp party."""
+    text = trace.read_text(errors="replace")
+    return len(set(re.findall(r"^INVITE sip:[^\n]*\n(?:[^\n]+\n)*?Call-ID: *(\S+)", text, re.M)))
 
 
 def sip_options(settings: Settings, timeout: float = 2.0) -> int | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import re
 import subprocess
 import threading
 import time
@@ -50,6 +49,7 @@ from tests.servicekit import (
     GatewaySim,
     forget_media_state,
     free_port,
+    invites,
     metric,
     phone_scenario,
     restart_killed,
@@ -57,6 +57,7 @@ from tests.servicekit import (
     running_edge,
     two_carriers,
     wait_for,
+    wire,
 )
 
 pytestmark = pytest.mark.sip
@@ -172,39 +173,6 @@ def at_once(platform: Platform, token: str, a_prefix: str) -> list[tuple[int, di
 
 def token_of(platform: Platform, login: str) -> str:
     return platform.portal.bearer(login, "correct horse battery").headers["Authorization"].split()[1]
-
-
-@dataclass
-class WireLeg:
-    answered: datetime  # the 200 OK the called side sent
-    bye: datetime | None  # the BYE it received
-
-
-def wire(trace: Path) -> dict[str, WireLeg]:
-    """Per Call-ID, when the far end answered and when our BYE reached it, from a sipp trace."""
-    legs: dict[str, WireLeg] = {}
-    blocks = re.split(r"^-{10,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\n", trace.read_text(errors="replace"), flags=re.M)
-    for stamp, text in zip(blocks[1::2], blocks[2::2], strict=True):
-        at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").astimezone()
-        call_id = re.search(r"^Call-ID: *(\S+)", text, re.M | re.I)
-        lines = [line for line in text.splitlines()[1:] if line.strip()]
-        if not call_id or not lines:
-            continue
-        first, call_id = lines[0], call_id.group(1)
-        if (
-            "message sent" in text.splitlines()[0]
-            and first.startswith("SIP/2.0 200")
-            and re.search(r"^CSeq: *\d+ INVITE", text, re.M)
-        ):
-            legs.setdefault(call_id, WireLeg(at, None))
-        elif "message received" in text.splitlines()[0] and first.startswith("BYE ") and call_id in legs:
-            legs[call_id].bye = legs[call_id].bye or at
-    return legs
-
-
-def invites(trace: Path) -> int:
-    text = trace.read_text(errors="replace")
-    return len(set(re.findall(r"^INVITE sip:[^\n]*\n(?:[^\n]+\n)*?Call-ID: *(\S+)", text, re.M)))
 
 
 def check_billing_on_the_wire(platform: Platform, account_id: int, traces: list[Path]) -> list[Cdr]:

@@ -19,7 +19,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, update
 
-from boomerang import provisioning, services
+from boomerang import probes, provisioning, services
 from boomerang.store import make_engine, session_factory, transaction
 from boomerang.store.models import (
     AccessNumber,
@@ -48,8 +48,10 @@ from tests.servicekit import (
     restart_killed,
     running_edge,
     sipp,
+    sipp_calls,
     two_carriers,
     wait_for,
+    wire,
 )
 
 pytestmark = pytest.mark.sip
@@ -417,7 +419,7 @@ def test_a_killed_controller_leaves_no_call_up_and_no_leg_unbilled(platform, tmp
     up = wait_for(lambda: (s := session_of(sessions, caller)) and s.requested_at >= since
                   and s.state == "asking_destination", timeout=30)  # fmt: skip
     assert up
-    restart_killed(settings, "controller", supervisor=controller)  # killed: no chance to clean up
+    killed_at = kill_and_restart(settings, controller, "controller")  # killed: no chance to clean up
     ended = wait_for(lambda: finished(sessions, caller, since), timeout=30)
     assert ended is not None and ended.end_reason == "controller restarted"
     code, messages = phone.finish()
@@ -426,6 +428,9 @@ def test_a_killed_controller_leaves_no_call_up_and_no_leg_unbilled(platform, tmp
     with transaction(sessions) as session:
         cdr = session.execute(select(Cdr).where(Cdr.leg_id == a.id)).scalar_one()
     assert cdr.duration_seconds >= 1 and a.status is LegStatus.ENDED
+    seen = wire(phone.trace)[a.sip_call_id]
+    assert (seen.bye - killed_at).total_seconds() <= 10  # no leg left up without its controller
+    assert cdr.duration_seconds <= (seen.bye - seen.answered).total_seconds() + 2  # nothing billed past the wire
 
 
 def alerts(settings, alert: str) -> int:
@@ -456,19 +461,81 @@ def test_callers_nothing_rates_are_not_called_or_billed_and_the_controller_carri
         assert session.get(CallbackSession, ended.id).account_id is None
 
 
-def test_a_callback_due_while_kamailio_restarts_is_placed_once_it_is_back(platform, tmp_path):
-    """kill -9 of Kamailio just after a trigger: the callback falls due while no Kamailio runs, and
-    is placed, once, by the restarted one."""
-    settings, ports, sessions, _ = platform
-    caller = known_caller(sessions, "447700900156")
+# --- faults: each process killed (kill -9) while a callback is pending, ringing or in the IVR ----------
+# (bridged calls through each restart: tests/test_credit_on_the_wire.py)
+
+KILLED = ["controller", "kamailio", "rtpengine"]
+
+
+def kill_and_restart(settings, controller, name: str, down_seconds: float = 0) -> datetime:
+    """kill -9 of one process, started again after `down_seconds` as `boomerang run` would; the
+    platform answers OPTIONS again within 10 s. Returns when it was killed."""
+    killed_at = utcnow()
+    restart_killed(settings, name, meanwhile=lambda: time.sleep(down_seconds),
+                   supervisor=controller if name == "controller" else None)  # fmt: skip
+    assert wait_for(lambda: probes.sip_options(settings.sip_listen, timeout=0.5) == 200, timeout=10)
+    return killed_at
+
+
+@pytest.mark.parametrize("killed", KILLED)
+def test_a_callback_due_while_a_process_is_down_is_placed_once_it_is_back(platform, tmp_path, killed):
+    """Killed just after the trigger, and down for 5 s: the callback falls due meanwhile, and is
+    placed once, by the restarted process."""
+    settings, ports, sessions, controller = platform
+    caller = known_caller(sessions, f"44770090041{KILLED.index(killed)}")
     phone = GatewaySim(phone_scenario(tmp_path, "", wait_ms=0, hang_up_after_ms=2000), ports["phone"], tmp_path, 60)
     since = trigger(settings, caller)
-    restart_killed(settings, "kamailio", meanwhile=lambda: time.sleep(5))  # due 3 s after the busy
+    kill_and_restart(settings, controller, killed, down_seconds=5)  # due 3 s after the busy
     ended = wait_for(lambda: finished(sessions, caller, since), timeout=40)
     assert ended is not None and ended.end_reason == "caller hung up"
     code, messages = phone.finish()
     assert code == 0, messages[-3000:]
     assert [leg.role for leg in legs_of(sessions, ended)] == [LegRole.A]  # called once
+
+
+@pytest.mark.parametrize("killed", ["kamailio", "rtpengine"])
+def test_a_caller_in_the_ivr_goes_on_through_a_restart_of_kamailio_or_rtpengine(platform, tmp_path, killed):
+    """Killed while the caller hears the destination prompt: the caller keys the destination after
+    the restart, is bridged, talks and hangs up; each leg billed to its time on the wire."""
+    settings, ports, sessions, controller = platform
+    caller = known_caller(sessions, f"44770090042{KILLED.index(killed)}")
+    phone = GatewaySim(phone_scenario(tmp_path, "0012025550143#", wait_ms=9000, gap_ms=150, hang_up_after_ms=4000),
+                       ports["phone"], tmp_path, 90)  # fmt: skip
+    destination = GatewaySim("gw_answer_long.xml", ports["destination"], tmp_path, 90)
+    since = trigger(settings, caller)
+    assert wait_for(lambda: (s := session_of(sessions, caller)) and s.requested_at >= since
+                    and s.state == "asking_destination", timeout=30)  # fmt: skip
+    kill_and_restart(settings, controller, killed)
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=60)
+    assert ended is not None and ended.end_reason == "caller hung up"
+    for party in (phone, destination):
+        code, messages = party.finish()
+        assert code == 0, messages[-3000:]
+    a, b = legs_of(sessions, ended)
+    assert (a.role, b.role, b.number) == (LegRole.A, LegRole.B, "12025550143")
+    on_wire = wire(phone.trace) | wire(destination.trace)
+    with transaction(sessions) as session:
+        cdrs = {cdr.leg_id: cdr for cdr in session.execute(select(Cdr).where(Cdr.session_id == ended.id)).scalars()}
+    for leg in (a, b):
+        seen = on_wire[leg.sip_call_id]
+        assert abs(cdrs[leg.id].duration_seconds - (seen.ended - seen.answered).total_seconds()) <= 2
+
+
+def test_a_callback_ringing_when_the_controller_dies_is_cancelled_at_once(platform, tmp_path):
+    settings, ports, sessions, controller = platform
+    caller = known_caller(sessions, "447700900430")
+    phone = GatewaySim("gw_ring_until_cancel.xml", ports["phone"], tmp_path, 60)
+    since = trigger(settings, caller)
+    assert wait_for(lambda: any(leg.status is LegStatus.RINGING for leg in legs_of(sessions, s))
+                    if (s := session_of(sessions, caller)) and s.requested_at >= since else False,
+                    timeout=30)  # fmt: skip
+    killed_at = kill_and_restart(settings, controller, "controller")
+    code, messages = phone.finish()
+    assert code == 0, messages[-3000:]  # the phone got our CANCEL
+    [call] = sipp_calls(phone.trace).values()
+    assert call.answered is None and (call.cancelled - killed_at).total_seconds() <= 10
+    ended = wait_for(lambda: finished(sessions, caller, since), timeout=20)
+    assert ended is not None and ended.end_reason == "controller restarted"
 
 
 def test_a_leg_left_unrated_by_an_older_controller_is_closed_at_no_cost_and_the_controller_starts(platform, tmp_path):
