@@ -201,6 +201,10 @@ class CallbackFlow:
     def up_legs(self) -> list[str]:
         return [leg.id for leg in self._legs.values() if leg.up]
 
+    def ringing_legs(self) -> list[str]:
+        """Legs placed that have no final word yet."""
+        return [leg.id for leg in self._legs.values() if leg.placed and not leg.outcome.done()]
+
     def on_leg_event(self, event: dict) -> None:
         leg = self._legs.get(event.get("leg"))
         if leg is None:

@@ -119,6 +119,12 @@ class Controller:
         finally:
             self._leg_states.pop(leg, None)
 
+    def _lost_while_ringing(self, leg: str) -> None:
+        for flow in self.sessions.values():
+            if flow.owns(leg) and leg in flow.ringing_legs():
+                log.warning("leg %s was ringing through a Kamailio that restarted: failed", leg)
+                flow.on_leg_event({"type": "leg_failed", "leg": leg, "code": 503, "reason": "lost with Kamailio"})
+
     def _end_without_media(self, missing: set[str]) -> None:
         """Sessions whose media rtpengine held before it was asked, and does not list (it
         restarted), are dead air for both parties: each is ended, its legs hung up and billed to now."""
@@ -143,11 +149,15 @@ class Controller:
     def _reteach_kamailio(self) -> None:
         """Each time the link to Kamailio comes back, teach it the legs up (their dialogs, their
         deadlines): a Kamailio that restarted holds none, and would answer their BYEs 481 and leave
-        them up at the far end. One that only lost the connection keeps what it holds."""
+        them up at the far end. One that only lost the connection keeps what it holds. Legs still
+        ringing are asked after: one a restarted Kamailio never heard of has failed (its answer, if
+        the far end gives one, is hung up as a stray), and its flow goes on without waiting for it."""
         for flow in list(self.sessions.values()):
-            for leg, dialog, seconds in flow.dialogs():
-                with contextlib.suppress(ConnectionError):
+            with contextlib.suppress(ConnectionError):
+                for leg, dialog, seconds in flow.dialogs():
                     self.kamailio.send({"type": "adopt", "leg": leg, "dialog": dialog, "seconds": seconds})
+                for leg in flow.ringing_legs():
+                    self.kamailio.send({"type": "leg_state", "leg": leg})
 
     # --- due callbacks --------------------------------------------------------------------------------
 
@@ -196,6 +206,8 @@ class Controller:
             answer = self._leg_states.get(str(message.get("leg")))
             if answer is not None and not answer.done():
                 answer.set_result(str(message.get("state")))
+            elif message.get("state") == "gone":  # asked after a reconnect: the leg died with Kamailio
+                self._lost_while_ringing(str(message.get("leg")))
             return
         leg = message.get("leg")
         if leg is None:

@@ -538,6 +538,26 @@ def test_a_callback_ringing_when_the_controller_dies_is_cancelled_at_once(platfo
     assert ended is not None and ended.end_reason == "controller restarted"
 
 
+def test_a_callback_ringing_when_kamailio_dies_fails_at_once_not_at_the_ring_timeout(platform, tmp_path):
+    """The restarted Kamailio never heard of the ringing leg A (its INVITE left the old one, which
+    took the transaction with it): the controller learns so when the link is back and ends the
+    callback as not answered within seconds, instead of waiting out the 40 s ring time."""
+    settings, ports, sessions, controller = platform
+    caller = known_caller(sessions, "447700900431")
+    phone = GatewaySim("gw_ring_until_cancel.xml", ports["phone"], tmp_path, 60)
+    try:
+        since = trigger(settings, caller)
+        assert wait_for(lambda: any(leg.status is LegStatus.RINGING for leg in legs_of(sessions, s))
+                        if (s := session_of(sessions, caller)) and s.requested_at >= since else False,
+                        timeout=30)  # fmt: skip
+        killed_at = kill_and_restart(settings, controller, "kamailio")
+        ended = wait_for(lambda: finished(sessions, caller, since), timeout=20)
+        assert ended is not None and ended.end_reason == "leg A not answered"
+        assert (ended.ended_at - killed_at).total_seconds() < 15
+    finally:
+        phone.stop()  # it rings on: the transaction that could have cancelled it died with Kamailio
+
+
 def test_a_leg_left_unrated_by_an_older_controller_is_closed_at_no_cost_and_the_controller_starts(platform, tmp_path):
     """A session a controller left as it died: leg A answered, its account without a tariff, no
     reservation. The next controller closes it with a CDR at no cost, raises the alarm, and runs."""
