@@ -43,6 +43,11 @@ def runtime_dir(settings: Settings) -> Path:
     return settings.paths_var_dir / "run"
 
 
+def kamailio_ctl_socket(settings: Settings) -> str:
+    """Kamailio's management RPC (kamcmd -s), on a socket under the runtime directory."""
+    return f"unix:{runtime_dir(settings) / 'kamailio-ctl'}"
+
+
 def log_dir(settings: Settings) -> Path:
     return settings.paths_var_dir / "log"
 
@@ -138,7 +143,7 @@ def kamailio_defines(settings: Settings) -> dict[str, str]:
         "LOG_LEVEL": str(KAMAILIO_LOG_LEVELS[settings.log_level]),
         "KEMI_SCRIPT": f'"{KEMI_SCRIPT}"',
         "EVAPI_BIND": f'"{settings.controller_evapi_listen}"',
-        "CTL_SOCKET": f'"unix:{runtime_dir(settings) / "kamailio-ctl"}"',
+        "CTL_SOCKET": f'"{kamailio_ctl_socket(settings)}"',
     }
 
 

@@ -200,7 +200,19 @@ class Supervisor:
                 except StartupError as failed:  # tried again, after a longer pause, at the next turn
                     print(f"{item.service.name} did not restart: {failed}", file=sys.stderr, flush=True)
                     self._forget_start(item.service, index)
+                else:
+                    self._count_restart(item.service.name)
             time.sleep(0.5)
+
+    def _count_restart(self, name: str) -> None:
+        """The restart in the platform's metrics, `boomerang_service_restarts_total{service}`, which
+        Kamailio serves (a crash loop shows as its rate); lost if Kamailio itself is not up."""
+        command = ["kamcmd", "-s", services.kamailio_ctl_socket(self.settings),
+                   "xhttp_prom.counter_inc", "boomerang_service_restarts_total", "1", name]  # fmt: skip
+        try:
+            subprocess.run(command, capture_output=True, timeout=2, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            print(f"the restart of {name} could not be counted: {exc}", file=sys.stderr, flush=True)
 
     def _forget_start(self, service: Service, index: int) -> None:
         """A start that failed leaves, in its place, a service that has exited."""

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,12 @@ def test_a_service_that_dies_is_restarted_while_the_others_keep_serving(tmp_path
                 assert time.monotonic() - killed < 10, f"not serving 10 s after {name} was killed"
                 time.sleep(0.2)
         assert process.poll() is None  # `boomerang run` itself carried on
+        # Each restart is counted in the metrics (Kamailio serves them, so those before its own
+        # restart went with it).
+        with urllib.request.urlopen(f"http://{address(env, 'metrics_listen')}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        for name in ("kamailio", "rtpengine", "media_store", "portal"):
+            assert f'boomerang_service_restarts_total{{service="{name}"}} 1' in metrics, metrics[-2000:]
         log = (tmp_path / "var" / "log" / "controller.log").read_text()
         # Connected at each of its own starts (2), and again to each engine once it was back.
         assert log.count("kamailio: connected to") >= 3 and log.count("rtpengine: connected to") >= 3
