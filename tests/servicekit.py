@@ -257,28 +257,6 @@ def invites(trace: Path) -> int:
     return len(set(re.findall(r"^INVITE sip:[^\n]*\n(?:[^\n]+\n)*?Call-ID: *(\S+)", text, re.M)))
 
 
-def sip_options(settings: Settings, timeout: float = 2.0) -> int | None:
-    """A load balancer's keepalive: OPTIONS to the platform over UDP; the status code of its answer,
-    or None when none came within `timeout`."""
-    tag = f"{random.getrandbits(64):x}"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        probe.settimeout(timeout)
-        port = probe.getsockname()[1]
-        target = f"{settings.sip_listen.host}:{settings.sip_listen.port}"
-        request = (
-            f"OPTIONS sip:{target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{tag}\r\n"
-            f"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag={tag}\r\nTo: <sip:{target}>\r\n"
-            f"Call-ID: {tag}@probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-        )
-        probe.sendto(request.encode(), (settings.sip_listen.host, settings.sip_listen.port))
-        try:
-            answer = probe.recv(65535).decode(errors="replace")
-        except TimeoutError:
-            return None
-    return int(answer.split(" ", 2)[1])
-
-
 def two_carriers(session, phone_port: int, destination_port: int) -> None:
     """The demo carrier reaches the callers' phones (leg A goes back the way the trigger came); a
     second carrier, tried first for everything else, reaches the destinations."""

@@ -326,14 +326,21 @@ def test_the_limit_of_concurrent_calls_holds_against_fifty_requests_at_once(plat
 # --- an outage -----------------------------------------------------------------------------------
 
 
-def test_a_leg_interrupted_by_an_outage_is_billed_what_it_talked_before_it(platform, tmp_path):
-    login = f"out{free_port()}"
-    account_id = account(platform, login, balance="5.00")
+def bridged_web_call(platform: Platform, tmp_path: Path, balance: str, a: str, seconds: int) -> tuple[int, GatewaySim]:
+    """A new account with `balance` connects `a` to the US destination by web callback; returns once
+    both legs are bridged: the account, and the carrier answering both legs (for `seconds` at most)."""
+    login = f"call{free_port()}"
+    account_id = account(platform, login, balance=balance)
     token = token_of(platform, login)
-    carrier = GatewaySim("gw_answer_long.xml", platform.ports["destination"], tmp_path, 200, calls=2)
-    code, body = api(platform, "POST", "/api/callbacks", token, {"a": "+447700900999", "b": f"+{US_DESTINATION}"})
+    carrier = GatewaySim("gw_answer_long.xml", platform.ports["destination"], tmp_path, seconds, calls=2)
+    code, body = api(platform, "POST", "/api/callbacks", token, {"a": a, "b": f"+{US_DESTINATION}"})
     assert code == 201, body
     assert wait_for(lambda: bridged_calls(platform, account_id) == 1, timeout=30)
+    return account_id, carrier
+
+
+def test_a_leg_interrupted_by_an_outage_is_billed_what_it_talked_before_it(platform, tmp_path):
+    account_id, carrier = bridged_web_call(platform, tmp_path, "5.00", "+447700900999", 200)
     time.sleep(8)  # they talk
     killed: list[datetime] = []
 
@@ -369,13 +376,8 @@ def test_a_leg_interrupted_by_an_outage_is_billed_what_it_talked_before_it(platf
 def test_a_bridged_call_survives_a_controller_restart_and_is_billed_to_its_end(platform, tmp_path):
     """kill -9 of the controller during a bridged call: the restarted controller takes the call back,
     keeps its credit (extends it, then cuts it when the balance is spent) and bills it on the wire."""
-    login = f"keep{free_port()}"
-    account_id = account(platform, login, balance="0.40")  # 120 s of this call, in more than one chunk
-    token = token_of(platform, login)
-    carrier = GatewaySim("gw_answer_long.xml", platform.ports["destination"], tmp_path, 240, calls=2)
-    code, body = api(platform, "POST", "/api/callbacks", token, {"a": "+447700900998", "b": f"+{US_DESTINATION}"})
-    assert code == 201, body
-    assert wait_for(lambda: bridged_calls(platform, account_id) == 1, timeout=30)
+    # 0.40 USD: 120 s of this call, in more than one chunk
+    account_id, carrier = bridged_web_call(platform, tmp_path, "0.40", "+447700900998", 240)
     time.sleep(3)
     with transaction(platform.db) as session:
         granted_before = dict(session.execute(select(Reservation.leg_id, Reservation.granted_seconds)).all())
@@ -401,13 +403,7 @@ def test_a_bridged_call_survives_a_kamailio_restart_and_is_hung_up_at_both_ends(
     """kill -9 of Kamailio during a bridged call (after one of the controller, which took the call
     back): the controller teaches the restarted Kamailio the legs it has up, from the dialogs the
     database keeps, so its hang-up at the end of the credit reaches both ends, billed on the wire."""
-    login = f"sip{free_port()}"
-    account_id = account(platform, login, balance="0.20")  # 60 s of this call
-    token = token_of(platform, login)
-    carrier = GatewaySim("gw_answer_long.xml", platform.ports["destination"], tmp_path, 120, calls=2)
-    code, body = api(platform, "POST", "/api/callbacks", token, {"a": "+447700900997", "b": f"+{US_DESTINATION}"})
-    assert code == 201, body
-    assert wait_for(lambda: bridged_calls(platform, account_id) == 1, timeout=30)
+    account_id, carrier = bridged_web_call(platform, tmp_path, "0.20", "+447700900997", 120)  # 60 s of this call
     time.sleep(3)
     if controller_first:
         restart_killed(platform.settings, "controller", supervisor=platform.supervisor)
@@ -429,13 +425,7 @@ def test_a_bridged_call_survives_a_kamailio_restart_and_is_hung_up_at_both_ends(
 def test_a_bridged_call_survives_an_rtpengine_restart_and_is_billed_to_its_end(platform, tmp_path):
     """kill -9 of rtpengine during a bridged call: the restarted rtpengine reads the call back from
     its Redis and carries its media on the same ports; the call runs to the end of its credit."""
-    login = f"rtpkeep{free_port()}"
-    account_id = account(platform, login, balance="0.20")  # 60 s of this call
-    token = token_of(platform, login)
-    carrier = GatewaySim("gw_answer_long.xml", platform.ports["destination"], tmp_path, 120, calls=2)
-    code, body = api(platform, "POST", "/api/callbacks", token, {"a": "+447700900995", "b": f"+{US_DESTINATION}"})
-    assert code == 201, body
-    assert wait_for(lambda: bridged_calls(platform, account_id) == 1, timeout=30)
+    account_id, carrier = bridged_web_call(platform, tmp_path, "0.20", "+447700900995", 120)  # 60 s of this call
     [session_id] = [session.id for session in sessions_of(platform, account_id)]
     time.sleep(3)
     media_before = rtpengine_request(platform.settings, {"command": "query", "call-id": str(session_id)})
@@ -467,13 +457,7 @@ def local_ports(query: dict) -> list[int]:
 def test_a_call_whose_media_is_lost_is_hung_up_at_both_ends_and_billed_to_the_cut(platform, tmp_path):
     """kill -9 of rtpengine during a bridged call, and what it kept of its calls lost too: nobody
     hears anything any more, so both legs get a BYE within seconds and are billed to that moment."""
-    login = f"rtp{free_port()}"
-    account_id = account(platform, login, balance="5.00")
-    token = token_of(platform, login)
-    carrier = GatewaySim("gw_answer_long.xml", platform.ports["destination"], tmp_path, 120, calls=2)
-    code, body = api(platform, "POST", "/api/callbacks", token, {"a": "+447700900996", "b": f"+{US_DESTINATION}"})
-    assert code == 201, body
-    assert wait_for(lambda: bridged_calls(platform, account_id) == 1, timeout=30)
+    account_id, carrier = bridged_web_call(platform, tmp_path, "5.00", "+447700900996", 120)
     time.sleep(3)
     killed_at = utcnow()
     restart_killed(platform.settings, "rtpengine", meanwhile=lambda: forget_media_state(platform.settings))

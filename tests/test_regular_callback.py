@@ -132,6 +132,16 @@ def legs_of(sessions, callback: CallbackSession) -> list[CallLeg]:
         return list(session.execute(query).scalars())
 
 
+def leg_a_rings(sessions, caller: str, since: datetime) -> bool:
+    """The callback requested at or after `since` is ringing the caller's phone."""
+    found = session_of(sessions, caller)
+    return (
+        found is not None
+        and found.requested_at >= since
+        and any(leg.status is LegStatus.RINGING for leg in legs_of(sessions, found))
+    )
+
+
 def known_caller(sessions, number: str) -> str:
     """`number`, made an authorized caller ID of the demo account: its callbacks skip the PIN."""
     with transaction(sessions) as session:
@@ -526,9 +536,7 @@ def test_a_callback_ringing_when_the_controller_dies_is_cancelled_at_once(platfo
     caller = known_caller(sessions, "447700900430")
     phone = GatewaySim("gw_ring_until_cancel.xml", ports["phone"], tmp_path, 60)
     since = trigger(settings, caller)
-    assert wait_for(lambda: any(leg.status is LegStatus.RINGING for leg in legs_of(sessions, s))
-                    if (s := session_of(sessions, caller)) and s.requested_at >= since else False,
-                    timeout=30)  # fmt: skip
+    assert wait_for(lambda: leg_a_rings(sessions, caller, since), timeout=30)
     killed_at = kill_and_restart(settings, controller, "controller")
     code, messages = phone.finish()
     assert code == 0, messages[-3000:]  # the phone got our CANCEL
@@ -547,9 +555,7 @@ def test_a_callback_ringing_when_kamailio_dies_fails_at_once_not_at_the_ring_tim
     phone = GatewaySim("gw_ring_until_cancel.xml", ports["phone"], tmp_path, 60)
     try:
         since = trigger(settings, caller)
-        assert wait_for(lambda: any(leg.status is LegStatus.RINGING for leg in legs_of(sessions, s))
-                        if (s := session_of(sessions, caller)) and s.requested_at >= since else False,
-                        timeout=30)  # fmt: skip
+        assert wait_for(lambda: leg_a_rings(sessions, caller, since), timeout=30)
         killed_at = kill_and_restart(settings, controller, "kamailio")
         ended = wait_for(lambda: finished(sessions, caller, since), timeout=20)
         assert ended is not None and ended.end_reason == "leg A not answered"
