@@ -251,8 +251,9 @@ class CallbackFlow:
             finally:
                 progress.cancel()
             if progress.done() and not progress.cancelled():
-                event = progress.result()
-                await self._db(self.store.leg_event, leg.id, LegStatus.RINGING, event_time(event), event.get("code"))
+                await self._rung(leg, progress.result())
+        while not leg.progress.empty():  # rung, and answered (or failed) in the same breath: both recorded
+            await self._rung(leg, leg.progress.get_nowait())
         if not leg.outcome.done():
             self._tell({"type": "hangup", "leg": leg.id})
             with contextlib.suppress(TimeoutError):
@@ -263,6 +264,9 @@ class CallbackFlow:
         if event.get("type") == "leg_late_answer":
             return {"type": "leg_cancelled", "code": 487}
         return event
+
+    async def _rung(self, leg: Leg, event: dict) -> None:
+        await self._db(self.store.leg_event, leg.id, LegStatus.RINGING, event_time(event), event.get("code"))
 
     async def _answered(self, leg: Leg, event: dict) -> None:
         """Record the answer at the moment Kamailio saw it; a paid leg's credit is kept from then."""
